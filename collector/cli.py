@@ -1,0 +1,71 @@
+"""The ``burnline`` command: run, validate, logs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from collector import __version__
+from collector.config import ConfigError, load_config
+from collector.logsetup import configure_logging
+
+
+def _run(args: argparse.Namespace) -> int:
+    from collector.service import Service
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    configure_logging(args.log_level or config.service.log_level, config.service.log_format)
+    try:
+        return asyncio.run(Service(config).run())
+    except OSError as exc:  # a port in use, a data directory we cannot write
+        print(f"burnline: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _validate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    counts = (
+        f"{len(config.receivers)} receiver(s), {len(config.processors)} processor(s), "
+        f"{len(config.exporters)} exporter(s), {len(config.service.pipelines)} pipeline(s)"
+    )
+    print(f"{config.source}: valid ({counts})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="burnline", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"burnline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service (the built-in default config without -c)")
+    run.add_argument("-c", "--config", help="config file (YAML); default: the built-in config")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=_run)
+
+    validate = sub.add_parser("validate", help="check a config file; exit 1 when invalid")
+    validate.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    validate.set_defaults(func=_validate)
+
+    from exporters import local_query
+
+    local_query.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Normalization: turning each input format's records into the one data model."""

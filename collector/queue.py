@@ -1,0 +1,153 @@
+"""The bounded in-memory queue between a pipeline and one exporter.
+
+A receiver's ``put`` returns once the batch is queued: that is the moment a client is acknowledged.
+When the queue is full the policy decides: ``block`` waits up to ``block_timeout`` for room, then
+refuses (the receiver answers with its protocol's retryable status); ``drop_newest`` drops the new
+batch and counts it. Batches taken by a sender stay counted until ``done`` so that a drain knows
+when everything reached the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from collector.component import Refused
+from collector.config.types import ByteSize, Duration
+from collector.model import Batch
+from collector.telemetry import Telemetry
+
+
+class QueueConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: ByteSize = 256 * 1024 * 1024
+    max_records: int = 1_000_000
+    full_policy: Literal["block", "drop_newest"] = "block"
+    # How long a receiver may wait for room before it refuses; keep it under clients' timeouts.
+    block_timeout: Duration = 5.0
+
+
+class MemoryQueue:
+    def __init__(self, component_id: str, config: QueueConfig, telemetry: Telemetry) -> None:
+        self.id = component_id
+        self.config = config
+        self._t = telemetry
+        self._items: deque[Batch] = deque()
+        self._records = 0  # queued + in flight
+        self._bytes = 0
+        self._in_flight = 0  # batches taken and not yet done
+        self._queued = 0  # records not yet taken
+        self._changed = asyncio.Condition()
+        self._closed = False
+        telemetry.queue_capacity_bytes.labels(component_id).set(config.max_bytes)
+
+    @property
+    def records(self) -> int:
+        return self._records
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def _fits(self, batch: Batch) -> bool:
+        if self._records == 0:
+            return True  # an oversized batch still goes through alone rather than wedge forever
+        return (
+            self._records + len(batch) <= self.config.max_records
+            and self._bytes + batch.size_bytes <= self.config.max_bytes
+        )
+
+    def _gauge(self) -> None:
+        self._t.queue_records.labels(self.id).set(self._records)
+        self._t.queue_bytes.labels(self.id).set(self._bytes)
+
+    async def put(self, batch: Batch) -> None:
+        """Queues the batch, or raises Refused when there is no room in time (policy ``block``)."""
+        if self._closed:
+            raise Refused("shutting down", retry_after=5.0)
+        async with self._changed:
+            if not self._fits(batch):
+                if self.config.full_policy == "drop_newest":
+                    self._t.dropped.labels(self.id, batch.signal.value, "queue_full").inc(len(batch))
+                    return
+                deadline = time.monotonic() + self.config.block_timeout
+                while not self._fits(batch):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._closed:
+                        raise Refused("exporter queue full", retry_after=min(5.0, self.config.block_timeout))
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), remaining)
+                    except TimeoutError:
+                        continue
+            self._items.append(batch)
+            self._queued += len(batch)
+            self._records += len(batch)
+            self._bytes += batch.size_bytes
+            self._gauge()
+            self._changed.notify_all()
+
+    async def take(self, max_records: int, max_bytes: int, linger: float) -> list[Batch] | None:
+        """Waits for work, then lingers up to ``linger`` s to fill up to the limits.
+
+        Returns None once the queue is closed and empty: the sender's signal to stop.
+        """
+        async with self._changed:
+            while not self._items:
+                if self._closed:
+                    return None
+                await self._changed.wait()
+            if linger > 0 and not self._closed and self._queued < max_records:
+                deadline = time.monotonic() + linger
+                while self._queued < max_records and not self._closed:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(self._changed.wait(), remaining)
+                    except TimeoutError:
+                        break
+            taken: list[Batch] = []
+            records = size = 0
+            while self._items:
+                nxt = self._items[0]
+                if taken and (records + len(nxt) > max_records or size + nxt.size_bytes > max_bytes):
+                    break
+                taken.append(self._items.popleft())
+                self._queued -= len(nxt)
+                records += len(nxt)
+                size += nxt.size_bytes
+            self._in_flight += len(taken)
+            return taken
+
+    async def done(self, batches: list[Batch]) -> None:
+        """Releases what a sender took (delivered, dead-lettered or given up at hard stop)."""
+        async with self._changed:
+            self._in_flight -= len(batches)
+            self._records -= sum(len(b) for b in batches)
+            self._bytes -= sum(b.size_bytes for b in batches)
+            self._gauge()
+            self._changed.notify_all()
+
+    async def close(self) -> None:
+        """No more puts; takers get None once the queue is empty."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    async def join(self) -> None:
+        """Waits until everything put was taken and done."""
+        async with self._changed:
+            while self._items or self._in_flight:
+                await self._changed.wait()
+
+    def drain_remaining(self) -> list[Batch]:
+        """At a hard stop: what was never taken (for counting what is lost)."""
+        rest = list(self._items)
+        self._items.clear()
+        self._queued = 0
+        return rest

@@ -1,0 +1,99 @@
+"""burnline's own metrics, in Prometheus format on the admin port's /metrics.
+
+Every service instance has its own registry, so several services (tests) can share a process.
+Counters are per component and signal, as the OpenTelemetry Collector's ``otelcol_receiver_*`` and
+``otelcol_exporter_*`` are.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Export round trips range from a local SQLite commit (~1 ms) to a slow remote bulk (tens of s).
+EXPORT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        cs = ["component", "signal"]
+        self.received = Counter("burnline_records_received", "Records decoded by a receiver.", cs, registry=r)
+        self.accepted = Counter(
+            "burnline_records_accepted",
+            "Records a receiver handed to its pipelines and acknowledged to the client.",
+            cs,
+            registry=r,
+        )
+        self.refused = Counter(
+            "burnline_records_refused",
+            "Records a receiver refused with a retryable answer (backpressure, memory, shutdown).",
+            [*cs, "reason"],
+            registry=r,
+        )
+        self.exported = Counter(
+            "burnline_records_exported", "Records an exporter delivered to its backend.", cs, registry=r
+        )
+        self.failed = Counter(
+            "burnline_records_failed",
+            "Records an exporter could never deliver; written to the dead-letter file.",
+            [*cs, "reason"],
+            registry=r,
+        )
+        self.dropped = Counter(
+            "burnline_records_dropped",
+            "Records dropped on purpose (filter processors, drop_newest queues, lost at hard stop).",
+            [*cs, "reason"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "burnline_export_retries",
+            "Export attempts that failed with a retryable error and were scheduled again.",
+            [*cs, "reason"],
+            registry=r,
+        )
+        self.protocol_errors = Counter(
+            "burnline_receiver_errors",
+            "Requests, frames or connections a receiver rejected as bad input or failed authentication.",
+            ["component", "reason"],
+            registry=r,
+        )
+        self.queue_records = Gauge(
+            "burnline_queue_records",
+            "Records waiting in an exporter's queue (in flight included).",
+            ["component"],
+            registry=r,
+        )
+        self.queue_bytes = Gauge(
+            "burnline_queue_bytes",
+            "Estimated bytes waiting in an exporter's queue.",
+            ["component"],
+            registry=r,
+        )
+        self.queue_capacity_bytes = Gauge(
+            "burnline_queue_capacity_bytes",
+            "The byte bound of an exporter's queue.",
+            ["component"],
+            registry=r,
+        )
+        self.export_duration = Histogram(
+            "burnline_export_duration_seconds",
+            "Time of one export call (one bulk request or store commit), success or failure.",
+            cs,
+            buckets=EXPORT_BUCKETS,
+            registry=r,
+        )
+        self.connections = Gauge(
+            "burnline_receiver_connections",
+            "Open client connections of a receiver.",
+            ["component"],
+            registry=r,
+        )
+        self.up = Gauge(
+            "burnline_component_up",
+            "1 while a component is started and healthy.",
+            ["component", "kind"],
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
