@@ -97,20 +97,16 @@ class MemoryQueue:
         Returns None once the queue is closed and empty: the sender's signal to stop.
         """
         async with self._changed:
-            while not self._items:
-                if self._closed:
-                    return None
-                await self._changed.wait()
-            if linger > 0 and not self._closed and self._queued < max_records:
-                deadline = time.monotonic() + linger
-                while self._queued < max_records and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        await asyncio.wait_for(self._changed.wait(), remaining)
-                    except TimeoutError:
-                        break
+            while True:
+                while not self._items:
+                    if self._closed:
+                        return None
+                    await self._changed.wait()
+                if linger > 0 and not self._closed and self._queued < max_records:
+                    await self._linger(max_records, linger)
+                # Another sender may have taken everything while this one lingered: wait again.
+                if self._items:
+                    break
             taken: list[Batch] = []
             records = size = 0
             while self._items:
@@ -123,6 +119,18 @@ class MemoryQueue:
                 size += nxt.size_bytes
             self._in_flight += len(taken)
             return taken
+
+    async def _linger(self, max_records: int, linger: float) -> None:
+        """Waits (holding no items) until ``max_records`` are queued or ``linger`` s passed."""
+        deadline = time.monotonic() + linger
+        while self._queued < max_records and not self._closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return
 
     async def done(self, batches: list[Batch]) -> None:
         """Releases what a sender took (delivered, dead-lettered or given up at hard stop)."""

@@ -131,6 +131,8 @@ class QueueSender:
             taken = await self.queue.take(b.max_records, b.max_bytes, b.flush_interval)
             if taken is None:
                 return
+            if not taken:
+                continue
             try:
                 for piece in split(merge(taken), b.max_records, b.max_bytes):
                     await self._deliver(piece)

@@ -108,3 +108,16 @@ async def test_join_waits_until_done() -> None:
     assert not joiner.done()
     await q.done(taken or [])
     await asyncio.wait_for(joiner, 1)
+
+
+async def test_two_lingering_takers_never_get_an_empty_take() -> None:
+    q, _ = queue()
+    await q.put(batch(1))
+    first = asyncio.create_task(q.take(max_records=100, max_bytes=10_000, linger=0.2))
+    await asyncio.sleep(0)  # the first taker is now lingering for a fuller batch
+    second = await q.take(max_records=1, max_bytes=10_000, linger=0)
+    assert [len(b) for b in second or []] == [1]
+    assert not first.done()
+    await q.put(batch(2))
+    got = await asyncio.wait_for(first, 2)
+    assert [len(b) for b in got or []] == [2]  # waited again rather than returning []

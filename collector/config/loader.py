@@ -194,6 +194,9 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context, cmark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and cmark is not None:  # where the broken construct began, often the real culprit
+            problem = f"{problem} ({context} that began at line {cmark.line + 1}, column {cmark.column + 1})"
         raise ConfigError(source, [f"{where}YAML syntax error: {problem}"]) from None
     if data is None:
         raise ConfigError(source, ["the file is empty (it needs receivers:, exporters: and service:)"])
