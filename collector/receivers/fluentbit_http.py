@@ -1,0 +1,670 @@
+"""The ``fluentbit_http`` receiver: what Fluent Bit's ``http`` output plugin POSTs.
+
+Fluent Bit's ``[OUTPUT] Name http`` sends one request per chunk flush, in one of these formats:
+
+- ``format json``: a JSON array of objects, each with the record time under ``json_date_key``
+  (default ``date``) as a double, an epoch (s or ms) or an ISO 8601 / java_sql_timestamp string.
+- ``format json_lines`` (``application/x-ndjson``) and ``json_stream``: the same objects one per
+  line, or concatenated.
+- ``format msgpack`` (the default): the raw chunk, concatenated ``[time, record]`` or
+  ``[[time, metadata], record]`` events, time as EventTime (ext type 0) or an int/float.
+- ``format gelf``: GELF 1.1 objects, one per line.
+
+``compress gzip`` arrives as ``Content-Encoding: gzip``; ``http_User``/``http_Passwd`` as Basic auth;
+``header_tag X-Fluent-Tag`` sends the tag in that header. Without the header, the tag comes from the
+URI path (``uri /app.log`` -> ``app.log``) exactly as Fluent Bit's own ``http`` input derives it.
+
+One request is one batch: decoded whole, normalized once, handed to the pipeline once, and answered
+201 (like Fluent Bit's ``http`` input) only when the pipeline took it. Fluent Bit retries 5xx, 408 and
+429 and drops the chunk on any other 4xx, so bad input gets a 4xx naming the problem and backpressure
+gets 503 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import math
+import re
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import msgpack
+import orjson
+from aiohttp import web
+from multidict import CIMultiDict
+from pydantic import Field, SecretStr, model_validator
+
+from collector.component import ComponentConfig, ComponentContext, Consumer, Receiver, Refused, register
+from collector.config.types import ByteSize, Endpoint, ServerTLS, split_endpoint
+from collector.model import Batch, LogRecord, Signal
+from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+
+MiB = 1024 * 1024
+
+# Bodies at least this big (or compressed) are decoded in a worker thread so that one large flush
+# does not stall every other connection's I/O for the whole decode.
+_THREAD_DECODE_BYTES = 256 * 1024
+
+# In-flight requests get this long to finish (their pipeline answer) when the receiver stops.
+_SHUTDOWN_TIMEOUT = 10.0
+
+# A repeated problem is logged at most once per this many seconds (the counter counts them all).
+_LOG_INTERVAL = 10.0
+
+_JSON_TYPES = frozenset(
+    {
+        "application/json",
+        "text/json",
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/jsonlines",
+        "application/json-lines",
+        "application/x-jsonlines",
+        "application/jsonl",
+        "application/x-json-stream",
+        "application/json-seq",
+        "application/stream+json",
+    }
+)
+_MSGPACK_TYPES = frozenset(
+    {
+        "application/msgpack",
+        "application/x-msgpack",
+        "application/vnd.msgpack",
+        "application/x-fluent-msgpack",
+    }
+)
+# Content types that say nothing about the payload: sniffed like a missing one.
+_GENERIC_TYPES = frozenset({"", "application/octet-stream", "text/plain", "binary/octet-stream"})
+
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_ENCODINGS = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX_WBITS}
+
+# Fluent Bit marks the start and end of a group of records (OpenTelemetry resource/scope) with
+# events whose seconds are -1 and -2; as EventTime's unsigned 32-bit seconds they are these.
+_GROUP_START, _GROUP_END = -1, -2
+_EVENTTIME = struct.Struct(">II")  # big-endian seconds and nanoseconds
+_EVENTTIME_MARKERS = {0xFFFFFFFF: _GROUP_START, 0xFFFFFFFE: _GROUP_END}
+
+# GELF levels are syslog severities 0-7; records carry them as the keywords Fluent Bit's GELF
+# encoder accepts, which severity mapping understands better than a bare number.
+_SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
+_DATETIME = re.compile(
+    r"\s*(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?\s*"
+    r"(?:([Zz])|([+-])(\d{2}):?(\d{2})?)?\s*"
+)
+_NUMBER = re.compile(r"\s*(\d+)(?:\.(\d*))?\s*")
+
+
+class FluentBitHTTPConfig(ComponentConfig):
+    """Where to listen and how to read what Fluent Bit's ``http`` output sends."""
+
+    endpoint: Endpoint = "0.0.0.0:9880"
+    tls: ServerTLS | None = None
+    # The request body as sent (compressed, if it is); larger requests get 413.
+    max_body_size: ByteSize = 16 * MiB
+    # A compressed body may inflate to at most this much; a larger one (a "zip bomb") gets 413.
+    max_decompressed_size: ByteSize = 64 * MiB
+    # Set Fluent Bit's ``header_tag`` to this name to send the tag in it; it wins over the URI path.
+    # Empty: only the path names the tag.
+    tag_header: str = "X-Fluent-Tag"
+    # The tag of requests to ``/`` without a tag header; by default this receiver's id.
+    default_tag: str | None = None
+    # Fluent Bit's ``json_date_key``: the record key holding the time in the JSON formats. Its
+    # ``json_date_format`` is recognised from the value (double, epoch, epoch_ms, iso8601,
+    # java_sql_timestamp). None: records carry no time and get the time they arrived.
+    time_key: str | None = "date"
+    # Basic auth (Fluent Bit's ``http_User``/``http_Passwd``) and/or a bearer token (``header
+    # Authorization Bearer ...``). When both are set, either is accepted.
+    username: str | None = None
+    password: SecretStr | None = None
+    bearer_token: SecretStr | None = None
+    # Fluent Bit counts 200-205 as delivered; 201 is what its own ``http`` input answers.
+    success_code: Literal[200, 201, 204] = 201
+    normalize: FluentNormalizeConfig = Field(default_factory=FluentNormalizeConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> FluentBitHTTPConfig:
+        if self.password is not None and not self.username:
+            raise ValueError("password needs a username (Fluent Bit's http_User)")
+        if self.bearer_token is not None and not self.bearer_token.get_secret_value():
+            raise ValueError("bearer_token must not be empty")
+        if self.max_body_size < 1 or self.max_decompressed_size < 1:
+            raise ValueError("max_body_size and max_decompressed_size must be at least 1 byte")
+        return self
+
+
+class Rejected(Exception):
+    """A request answered with a 4xx: ``reason`` labels the counter, ``detail`` goes to the client."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+def _bad(reason: str, detail: str) -> Rejected:
+    return Rejected(400, reason, detail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Body decoding: bytes -> (time_unix_nano | None, record) entries. Pure functions, run in a thread
+# for large bodies.
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Decompresses ``body`` (gzip, possibly several members, or zlib deflate) to at most ``limit``
+    bytes, never holding more than ``limit + 1`` bytes of output whatever the input claims."""
+    wbits = _ENCODINGS[encoding]
+    out = bytearray()
+    stream = zlib.decompressobj(wbits)
+    pending = body
+    try:
+        while pending:
+            # Asking for one byte past the limit tells "exactly at the limit" from "over it".
+            out += stream.decompress(pending, limit - len(out) + 1)
+            if len(out) > limit:
+                raise Rejected(413, "too_large", f"the {encoding} body inflates past the {limit}-byte limit")
+            if stream.eof:
+                pending = stream.unused_data
+                if pending and wbits == _GZIP_WBITS:
+                    stream = zlib.decompressobj(wbits)  # concatenated gzip members are one stream
+                elif pending:
+                    raise _bad(
+                        "bad_encoding", f"{len(pending)} bytes of trailing data after the {encoding} stream"
+                    )
+            else:
+                pending = stream.unconsumed_tail
+    except zlib.error as exc:
+        raise _bad("bad_encoding", f"invalid {encoding} data: {exc}") from None
+    if not stream.eof:
+        raise _bad("bad_encoding", f"the {encoding} stream is truncated")
+    return bytes(out)
+
+
+def _first_byte(body: bytes) -> int | None:
+    """The first byte that is not JSON whitespace (None for a blank body)."""
+    for byte in body:
+        if byte not in b" \t\r\n":
+            return byte
+    return None
+
+
+def sniff(body: bytes) -> str | None:
+    """``json``, ``msgpack`` or None, from the first significant byte."""
+    byte = _first_byte(body)
+    if byte is None:
+        return None
+    if byte in b"[{":
+        return "json"
+    # A Fluent Bit msgpack chunk is a run of 2-element arrays: fixarray, array16 or array32.
+    if 0x90 <= byte <= 0x9F or byte in (0xDC, 0xDD):
+        return "msgpack"
+    return None
+
+
+def _scaled_ns(value: int) -> int:
+    """Epoch integers by magnitude: seconds, milliseconds (``epoch_ms``), micro- or nanoseconds."""
+    if value < 100_000_000_000:  # 1e11 s is the year 5138; 1e11 ms is 1973
+        return value * 1_000_000_000
+    if value < 100_000_000_000_000:
+        return value * 1_000_000
+    if value < 100_000_000_000_000_000:
+        return value * 1_000
+    return value
+
+
+def _datetime_ns(text: str) -> int | None:
+    """ISO 8601 (``2018-05-30T09:39:52.000681Z``) or java_sql_timestamp (``2018-05-30
+    09:39:52.000681``, UTC as Fluent Bit writes it) to Unix ns; None if it is neither."""
+    m = _DATETIME.fullmatch(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    try:
+        # A leap second (:60) is the next second, as Unix time counts it.
+        moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+    except ValueError:
+        return None
+    seconds = (moment - _EPOCH) // _SECOND + (second == 60)
+    if m.group(9):  # a numeric offset: local time = UTC + offset
+        offset = int(m.group(10)) * 3600 + int(m.group(11) or 0) * 60
+        seconds -= offset if m.group(9) == "+" else -offset
+    fraction = (m.group(7) or "")[:9].ljust(9, "0")
+    ns = seconds * 1_000_000_000 + int(fraction)
+    return ns if ns >= 0 else None
+
+
+def json_time_ns(value: Any) -> int | None:
+    """A JSON record's date value (any of Fluent Bit's ``json_date_format``\\s) to Unix ns."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return _scaled_ns(value) if value >= 0 else None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            return None
+        if value < 1e11:
+            # Fluent Bit's doubles carry microseconds; a double cannot hold epoch nanoseconds anyway.
+            return round(value * 1e6) * 1000
+        return _scaled_ns(round(value))
+    if isinstance(value, str):
+        number = _NUMBER.fullmatch(value)
+        if number is None:
+            return _datetime_ns(value)
+        whole, fraction = int(number.group(1)), number.group(2)
+        if fraction is None or whole >= 100_000_000_000:
+            return _scaled_ns(whole)
+        return whole * 1_000_000_000 + int(fraction[:9].ljust(9, "0"))
+    return None
+
+
+def _from_gelf(obj: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+    """A GELF 1.1 object back to a Fluent record: ``short_message`` -> ``message``, additional
+    ``_field``\\s lose their underscore, ``level`` becomes its syslog keyword."""
+    record: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in ("version", "timestamp"):
+            continue
+        if key == "short_message":
+            record["message"] = value
+        elif key == "level" and isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 7:
+            record["level"] = _SYSLOG_LEVELS[value]
+        elif key.startswith("_") and len(key) > 1:
+            record[key[1:]] = value
+        else:
+            record[key] = value
+    return json_time_ns(obj.get("timestamp")), record
+
+
+def _json_documents(body: bytes) -> Iterator[Any]:
+    """The top-level JSON values of a body: one document (``json``), one per line (``json_lines``,
+    ``gelf``) or concatenated (``json_stream``)."""
+    if _first_byte(body) == ord("["):
+        try:
+            yield orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise _bad("invalid_json", f"invalid JSON: {exc}") from None
+        return
+    lines = body.split(b"\n")
+    parsed: list[Any] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            parsed.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            break  # not one object per line: concatenated or pretty-printed; scan the whole body
+    else:
+        yield from parsed
+        return
+    yield from _concatenated_json(body)
+
+
+def _concatenated_json(body: bytes) -> Iterator[Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad("invalid_json", f"invalid JSON: not UTF-8 at byte {exc.start}") from None
+    decoder = json.JSONDecoder()
+    pos, end = 0, len(text)
+    while True:
+        while pos < end and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= end:
+            return
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise _bad("invalid_json", "invalid JSON: nested too deeply") from None
+        except json.JSONDecodeError as exc:
+            raise _bad(
+                "invalid_json", f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+        yield value
+
+
+def decode_json(body: bytes, time_key: str | None) -> list[tuple[int | None, dict[str, Any]]]:
+    entries: list[tuple[int | None, dict[str, Any]]] = []
+    index = 0
+    for document in _json_documents(body):
+        objects = document if isinstance(document, list) else [document]
+        for obj in objects:
+            if not isinstance(obj, dict):
+                raise _bad("bad_shape", f"record {index} is a JSON {type(obj).__name__}, expected an object")
+            index += 1
+            if obj.get("version") == "1.1" and "short_message" in obj:
+                entries.append(_from_gelf(obj))
+                continue
+            time_ns = None
+            if time_key is not None and time_key in obj:
+                value = obj.pop(time_key)
+                time_ns = json_time_ns(value)
+                if time_ns is None:
+                    obj[time_key] = value  # not a time we can read: keep it, use the arrival time
+            entries.append((time_ns, obj))
+    return entries
+
+
+def _event_time(value: Any, index: int) -> int | None:
+    """An event's time as Unix ns; the group markers as -1/-2; None for an unusable value."""
+    if isinstance(value, msgpack.ExtType):
+        if value.code != 0 or len(value.data) != 8:
+            raise _bad(
+                "bad_shape",
+                f"event {index}: time is ext type {value.code} of {len(value.data)} bytes, "
+                "expected EventTime (ext 0, 8 bytes)",
+            )
+        seconds, nanos = _EVENTTIME.unpack(value.data)
+        if seconds in _EVENTTIME_MARKERS:
+            return _EVENTTIME_MARKERS[seconds]
+        return int(seconds) * 1_000_000_000 + int(nanos)
+    if isinstance(value, msgpack.Timestamp):
+        return int(value.to_unix_nano())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(
+            "bad_shape", f"event {index}: time is {type(value).__name__}, expected EventTime, int or float"
+        )
+    if value in (_GROUP_START, _GROUP_END):
+        return int(value)
+    if isinstance(value, float):
+        return round(value * 1e6) * 1000 if math.isfinite(value) and value >= 0 else None
+    return value * 1_000_000_000 if value >= 0 else None
+
+
+def decode_msgpack(body: bytes) -> list[tuple[int | None, dict[str, Any]]]:
+    """A Fluent Bit chunk: ``[time, record]`` (v1) and ``[[time, metadata], record]`` (v2) events.
+
+    Record metadata and the attributes of an enclosing group (OpenTelemetry resource) are kept
+    under ``__internal__`` exactly where Fluent Bit's own JSON formats put them, so a record reads
+    the same whichever ``format`` the output uses.
+    """
+    unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", max_buffer_size=max(len(body), 1))
+    unpacker.feed(body)
+    entries: list[tuple[int | None, dict[str, Any]]] = []
+    group: dict[str, Any] | None = None
+    index = consumed = 0
+    try:
+        for event in unpacker:
+            # After the last complete event tell() jumps to the end of whatever was fed, complete
+            # or not: a truncated tail shows only as the gap between this and len(body).
+            consumed = unpacker.tell()
+            if not isinstance(event, list) or len(event) != 2:
+                what = f"array of {len(event)}" if isinstance(event, list) else type(event).__name__
+                raise _bad("bad_shape", f"event {index} is {what}, expected [time, record]")
+            head, record = event
+            metadata: Any = None
+            if isinstance(head, list):
+                if len(head) != 2 or not isinstance(head[1], dict):
+                    raise _bad("bad_shape", f"event {index}: header is not [time, metadata]")
+                head, metadata = head
+            time_ns = _event_time(head, index)
+            index += 1
+            if time_ns == _GROUP_START:
+                group = record if isinstance(record, dict) else None
+                continue
+            if time_ns == _GROUP_END:
+                group = None
+                continue
+            if not isinstance(record, dict):
+                record = {"log": record}  # as Fluent Bit's JSON encoder nests a non-map body
+            internal = {}
+            if group:
+                internal["group_attributes"] = group
+            if metadata:
+                internal["log_metadata"] = metadata
+            if internal:
+                record["__internal__"] = internal
+            entries.append((time_ns, record))
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise _bad("invalid_msgpack", f"invalid msgpack after {index} events: {exc}") from None
+    left = len(body) - consumed
+    if left:
+        raise _bad("invalid_msgpack", f"msgpack is truncated: the last {left} bytes are an incomplete event")
+    return entries
+
+
+def decode_body(
+    body: bytes, *, encoding: str, declared: str | None, time_key: str | None, max_inflated: int
+) -> list[tuple[int | None, dict[str, Any]]]:
+    """Inflates and decodes a request body; ``declared`` is the format its Content-Type names."""
+    if encoding != "identity":
+        body = inflate(body, encoding, max_inflated)
+    fmt = declared or sniff(body)
+    if fmt is None:
+        raise Rejected(415, "unsupported_media_type", "the body is neither JSON nor msgpack")
+    if fmt == "json":
+        return decode_json(body, time_key)
+    return decode_msgpack(body)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class _ProblemLog:
+    """Logs bad requests at most once per interval per reason, saying how many were not logged."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self._receiver = receiver
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def warn(self, request: web.Request, reason: str, status: int, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(reason, -math.inf) < _LOG_INTERVAL:
+            self._quiet[reason] = self._quiet.get(reason, 0) + 1
+            return
+        self._last[reason] = now
+        quiet = self._quiet.pop(reason, 0)
+        more = f" ({quiet} more like it not logged)" if quiet else ""
+        self._receiver.log.warning(
+            "answered %d to %s %s from %s: %s%s",
+            status,
+            request.method,
+            request.path,
+            request.remote or "an unknown peer",
+            detail,
+            more,
+        )
+
+
+@register
+class FluentBitHTTPReceiver(Receiver):
+    """Receives Fluent Bit ``http`` output requests (json, json_lines, json_stream, msgpack, gelf)."""
+
+    type_name = "fluentbit_http"
+    config_model = FluentBitHTTPConfig
+    signals = frozenset({Signal.LOGS})
+
+    config: FluentBitHTTPConfig
+
+    def __init__(self, config: FluentBitHTTPConfig, ctx: ComponentContext, consumers: dict[Signal, Consumer]):
+        super().__init__(config, ctx, consumers)
+        self.host, self.port = split_endpoint(config.endpoint)
+        self._runner: web.AppRunner | None = None
+        self._serving = False
+        self._problems = _ProblemLog(self)
+        self._default_tag = config.default_tag or self.id
+        self._basic: tuple[bytes, bytes] | None = None
+        if config.username:
+            password = config.password.get_secret_value() if config.password else ""
+            self._basic = (config.username.encode(), password.encode())
+        self._token = config.bearer_token.get_secret_value().encode() if config.bearer_token else None
+        self._challenge = CIMultiDict[str]()
+        if self._basic:
+            self._challenge.add("WWW-Authenticate", 'Basic realm="burnline", charset="UTF-8"')
+        if self._token:
+            self._challenge.add("WWW-Authenticate", 'Bearer realm="burnline"')
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.config.max_body_size)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        # auto_decompress off: aiohttp would inflate gzip bodies itself, unbounded by our limit.
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT, auto_decompress=False
+        )
+        await self._runner.setup()
+        ssl_context = self.config.tls.context() if self.config.tls else None
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        sockets = getattr(site._server, "sockets", None)
+        if self.port == 0 and sockets:  # asked for any free port (tests): learn which one we got
+            self.port = int(sockets[0].getsockname()[1])
+        http_server = self._runner.server
+        if http_server is not None:
+            self.ctx.telemetry.connections.labels(self.id).set_function(lambda: len(http_server.connections))
+        self._serving = True
+        tls = " with TLS" if ssl_context else ""
+        self.log.info("listening for Fluent Bit http output on %s:%d%s", self.host, self.port, tls)
+
+    async def stop(self) -> None:
+        self._serving = False
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.ctx.telemetry.connections.labels(self.id).set_function(lambda: 0)
+
+    def ready(self) -> bool:
+        return self._serving
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            if request.method in ("POST", "PUT"):  # Fluent Bit's http_method is POST or PUT
+                return await self._ingest(request)
+            if request.method in ("GET", "HEAD") and request.path in ("/", "/health"):
+                return web.Response(text="ok\n")
+            raise Rejected(405, "method_not_allowed", f"method {request.method} is not allowed; POST records")
+        except Rejected as exc:
+            return self._reject(request, exc)
+        except Exception:
+            # A bug, not the client's fault: 500 makes Fluent Bit retry the chunk rather than drop it.
+            self.log.exception("failed to handle a request from %s", request.remote)
+            return web.Response(status=500, text="internal error\n")
+
+    def _reject(self, request: web.Request, exc: Rejected) -> web.Response:
+        self.ctx.telemetry.protocol_errors.labels(self.id, exc.reason).inc()
+        self._problems.warn(request, exc.reason, exc.status, exc.detail)
+        headers = CIMultiDict[str]()
+        if exc.status == 401:
+            headers.extend(self._challenge)
+        elif exc.status == 405:
+            headers["Allow"] = "POST, PUT, GET, HEAD"
+        response = web.Response(status=exc.status, text=exc.detail + "\n", headers=headers)
+        if exc.status == 413:
+            response.force_close()  # the rest of the body is discarded: do not reuse the connection
+        return response
+
+    async def _ingest(self, request: web.Request) -> web.Response:
+        observed_ns = time.time_ns()
+        self._authenticate(request)
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
+        if encoding != "identity" and encoding not in _ENCODINGS:
+            raise Rejected(
+                415,
+                "unsupported_encoding",
+                f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or none)",
+            )
+        content_type = request.content_type.lower()
+        declared = None
+        if content_type in _JSON_TYPES:
+            declared = "json"
+        elif content_type in _MSGPACK_TYPES:
+            declared = "msgpack"
+        tag = self._tag(request)
+        body = await self._read_body(request)
+        if not body:
+            raise _bad("empty_body", "the request has no body")
+        if content_type not in _GENERIC_TYPES and declared is None:
+            self.log.debug("unknown Content-Type %r from %s; sniffing the body", content_type, request.remote)
+        if encoding != "identity" or len(body) >= _THREAD_DECODE_BYTES:
+            records = await asyncio.to_thread(self._decode, tag, observed_ns, body, encoding, declared)
+        else:
+            records = self._decode(tag, observed_ns, body, encoding, declared)
+        if records:
+            try:
+                await self.consumers[Signal.LOGS].consume(Batch(Signal.LOGS, records, len(body)))
+            except Refused as exc:
+                retry_after = max(1, math.ceil(exc.retry_after))
+                detail = f"the pipeline refused {len(records)} records: {exc.reason}"
+                self._problems.warn(request, "refused", 503, detail)
+                return web.Response(
+                    status=503,
+                    text=f"not accepted now: {exc.reason}; retry later\n",
+                    headers={"Retry-After": str(retry_after)},
+                )
+        return web.Response(status=self.config.success_code)
+
+    def _decode(
+        self, tag: str, observed_ns: int, body: bytes, encoding: str, declared: str | None
+    ) -> list[LogRecord]:
+        entries = decode_body(
+            body,
+            encoding=encoding,
+            declared=declared,
+            time_key=self.config.time_key or None,
+            max_inflated=self.config.max_decompressed_size,
+        )
+        if not entries:
+            return []
+        timed = ((observed_ns if t is None else t, record) for t, record in entries)
+        return normalize_fluent(tag, timed, self.config.normalize, observed_ns)
+
+    def _authenticate(self, request: web.Request) -> None:
+        if self._basic is None and self._token is None:
+            return
+        scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+        scheme, credentials = scheme.lower(), credentials.strip()
+        if scheme == "basic" and self._basic is not None:
+            try:
+                user, sep, password = base64.b64decode(credentials, validate=True).partition(b":")
+            except (binascii.Error, ValueError):
+                raise Rejected(401, "unauthorized", "malformed Basic credentials") from None
+            # Both compared every time so that timing tells nothing about which part was wrong.
+            user_ok = hmac.compare_digest(user, self._basic[0])
+            password_ok = hmac.compare_digest(password, self._basic[1])
+            if sep and user_ok and password_ok:
+                return
+            raise Rejected(401, "unauthorized", "wrong username or password")
+        if scheme == "bearer" and self._token is not None:
+            if hmac.compare_digest(credentials.encode("utf-8", "surrogateescape"), self._token):
+                return
+            raise Rejected(401, "unauthorized", "wrong bearer token")
+        raise Rejected(401, "unauthorized", "authentication required")
+
+    def _tag(self, request: web.Request) -> str:
+        if self.config.tag_header:
+            header = request.headers.get(self.config.tag_header, "").strip()
+            if header:
+                return header
+        path = request.path[1:]
+        # Fluent Bit's http input keeps letters, digits, '_' and '.' of the path and turns the rest to '_'.
+        return _TAG_UNSAFE.sub("_", path) if path else self._default_tag
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limit = self.config.max_body_size
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise Rejected(413, "too_large", f"the body of {declared} bytes is over the {limit}-byte limit")
+        body = bytearray()
+        async for chunk in request.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                raise Rejected(413, "too_large", f"the body is over the {limit}-byte limit")
+        return bytes(body)
