@@ -45,6 +45,7 @@ class MemoryQueue:
         self._changed = asyncio.Condition()
         self._closed = False
         telemetry.queue_capacity_bytes.labels(component_id).set(config.max_bytes)
+        telemetry.queue_capacity_records.labels(component_id).set(config.max_records)
 
     @property
     def records(self) -> int:

@@ -75,6 +75,12 @@ class Telemetry:
             ["component"],
             registry=r,
         )
+        self.queue_capacity_records = Gauge(
+            "burnline_queue_capacity_records",
+            "The record bound of an exporter's queue.",
+            ["component"],
+            registry=r,
+        )
         self.export_duration = Histogram(
             "burnline_export_duration_seconds",
             "Time of one export call (one bulk request or store commit), success or failure.",
