@@ -7,6 +7,7 @@ registered under its type name, as the OpenTelemetry Collector's factories are. 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
@@ -171,10 +172,20 @@ def register(cls: C) -> C:
     return cls
 
 
+BUILTIN_MODULES = (
+    "collector.receivers.forward",
+    "collector.receivers.fluentbit_http",
+    "collector.processors.attributes",
+    "collector.processors.filter",
+    "exporters.elasticsearch",
+    "exporters.local",
+)
+
+
 def load_builtin_components() -> None:
-    """Imports the modules that register burnline's own components."""
-    import exporters  # noqa: F401  (registers exporters)
-    from collector import processors, receivers  # noqa: F401
+    """Imports the modules that register burnline's own components (once; later calls are cheap)."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
 
 
 def registered(kind: str) -> dict[str, type[Component]]:

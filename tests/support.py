@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from collector.component import Exporter, register
+from collector.component import ComponentConfig, Exporter, Receiver, register
 from collector.config import parse_config
-from collector.model import Batch, Signal
+from collector.model import Batch, LogRecord, Signal
 from collector.sender import ExporterConfig
 from collector.service import Service
 
@@ -85,3 +85,19 @@ class CaptureExporter(Exporter):
         self.items.extend(batch.items)
         self.batches += 1
         return len(batch)
+
+
+class InjectConfig(ComponentConfig):
+    pass
+
+
+@register
+class InjectReceiver(Receiver):
+    """A test-only receiver (type ``inject``): the test hands it batches directly with push()."""
+
+    type_name = "inject"
+    config_model = InjectConfig
+    signals = frozenset(Signal)
+
+    async def push(self, records: list[LogRecord], signal: Signal = Signal.LOGS) -> None:
+        await self.consumers[signal].consume(Batch(signal, list(records), 100 * len(records)))

@@ -8,24 +8,18 @@ from typing import Any
 import aiohttp
 import pytest
 
-from collector.component import ComponentConfig, Receiver, Refused, register
-from collector.model import Batch, LogRecord, Signal
-from tests.support import metric_value, running_service
+from collector.component import Refused, register
+from collector.model import LogRecord, Signal
+from tests.support import InjectReceiver, metric_value, running_service
 
 EVENTS: list[str] = []
 
 
-class PushConfig(ComponentConfig):
-    pass
-
-
 @register
-class PushReceiver(Receiver):
-    """A test-only receiver: tests call push() to hand a batch to its pipelines."""
+class PushReceiver(InjectReceiver):
+    """The inject receiver, recording its start and stop; push(n) makes n numbered records."""
 
     type_name = "push"
-    config_model = PushConfig
-    signals = frozenset({Signal.LOGS, Signal.TRACES})
 
     async def start(self) -> None:
         EVENTS.append(f"start {self.id}")
@@ -33,9 +27,10 @@ class PushReceiver(Receiver):
     async def stop(self) -> None:
         EVENTS.append(f"stop {self.id}")
 
-    async def push(self, n: int, signal: Signal = Signal.LOGS) -> None:
-        records = [LogRecord(time_unix_nano=i, body=f"line {i}", attributes={"i": i}) for i in range(n)]
-        await self.consumers[signal].consume(Batch(signal, records, 100 * n))
+    async def push(self, n: int, signal: Signal = Signal.LOGS) -> None:  # type: ignore[override]
+        await super().push(
+            [LogRecord(time_unix_nano=i, body=f"line {i}", attributes={"i": i}) for i in range(n)]
+        )
 
 
 def config(**overrides: Any) -> dict[str, Any]:

@@ -1,5 +1,1 @@
-"""burnline processors. Importing this package registers every processor type."""
-
-from collector.processors import attributes, filter
-
-__all__ = ["attributes", "filter"]
+"""burnline processors; each module registers its type when imported (see load_builtin_components)."""

@@ -1,5 +1,1 @@
-"""burnline receivers. Importing this package registers every receiver type."""
-
-from collector.receivers import fluentbit_http, forward
-
-__all__ = ["fluentbit_http", "forward"]
+"""burnline receivers; each module registers its type when imported (see load_builtin_components)."""
