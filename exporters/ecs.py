@@ -1,0 +1,549 @@
+"""OpenTelemetry log records -> Elastic Common Schema (ECS) documents, data stream names and ``_id``s.
+
+Document layout (what an operator sees in Kibana):
+
+* Fields the record itself defines: ``@timestamp`` (nanosecond RFC 3339 string; the record's time,
+  else its observed time, else the encoding time), ``message`` (a string body as is; a map or list
+  body as compact JSON; bytes decoded as UTF-8), ``log.level`` (severity text, else the lower-case
+  OpenTelemetry short name of the severity number), ``event.severity`` (severity number),
+  ``event.created`` (observed time), ``log.logger`` (scope name), ``trace.id``, ``span.id``,
+  ``data_stream.type/dataset/namespace`` and ``event.dataset`` (= ``data_stream.dataset``).
+* OpenTelemetry semantic-convention attributes that have an ECS name are renamed (``k8s.pod.name`` ->
+  ``kubernetes.pod.name``, ``service.instance.id`` -> ``service.node.name``, see ``_SEMCONV_TO_ECS``).
+  Pod labels and annotations (``k8s.pod.label.<key>``, ``k8s.pod.annotation.<key>``) become
+  ``kubernetes.labels.<key>`` / ``kubernetes.annotations.<key>`` (namespace ones
+  ``kubernetes.namespace_labels.<key>`` / ``kubernetes.namespace_annotations.<key>``) with the dots of
+  the key replaced by ``_``, as Filebeat does, so that ``app`` and ``app.kubernetes.io/name`` cannot
+  collide. A record
+  attribute wins over a resource attribute of the same meaning.
+* Every other attribute keeps its own name at the top level (nested maps are flattened to dotted
+  names). Where that name would clash with a field above (same name, or one is an object prefix of
+  the other: ``trace`` vs ``trace.id``, ``message.x`` vs ``message``) or would give an ECS field set
+  a value (``host`` = "web-1", ``error`` = "boom": ECS keeps ``host``, ``error``, ``user``, ... as
+  objects), the attribute moves under ``attributes.<name>`` (record) or
+  ``resource.attributes.<name>`` (resource) instead, so an ECS field is never overwritten and
+  Elasticsearch never sees one name as both a value and an object. A record attribute also takes a
+  name before a resource attribute does. When two attributes conflict with
+  each other (``a`` = 1 and ``a.b`` = 2), the value moves to ``a.value``, as the OpenTelemetry
+  Collector's exporter does. Empty name segments are dropped (``a..b`` -> ``a.b``), ``None`` values are
+  left out, bytes become base64, integers beyond 64 bits become strings.
+* ``data_stream.dataset`` / ``data_stream.namespace`` attributes choose the data stream (record over
+  resource over the configured default) and are not copied as attributes.
+
+The document ``_id`` is a hash of the record's identity (time, observed time, severity, body,
+attributes, resource, trace and span ids, scope), so that a bulk item retried after it already
+landed answers 409 instead of indexing a duplicate. Two equal log lines in the same instant are
+still two events: receivers give every record of a receipt its own observed time (receipt time +
+its index), which enters the hash. The id must not depend on which other records share a bulk
+request: a retry resends a subset, and a position-dependent id would make a retried record collide
+with a different one that landed.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from collector.model import LogRecord, severity_name
+
+LOGS = "logs"
+TRACES = "traces"
+DEFAULT_DATASET = "generic"
+DEFAULT_NAMESPACE = "default"
+
+DATASET_ATTRIBUTE = "data_stream.dataset"
+NAMESPACE_ATTRIBUTE = "data_stream.namespace"
+_ROUTING_ATTRIBUTES = frozenset({"data_stream.type", DATASET_ATTRIBUTE, NAMESPACE_ATTRIBUTE})
+
+# Elasticsearch's own sanitizer (the reroute processor, DataStreamNamingUtils): lower case, at most
+# 100 characters, these characters replaced by "_". Datasets may not contain "-" (it separates the
+# name's parts); namespaces may. We also cap each part at 100 UTF-8 bytes so that the whole index
+# name stays within Elasticsearch's 255-byte limit whatever the alphabet.
+_DISALLOWED_IN_NAMESPACE = '\\/*?"<>| ,#:'
+_DISALLOWED_IN_DATASET = _DISALLOWED_IN_NAMESPACE + "-"
+_MAX_PART = 100
+
+_SEMCONV_TO_ECS = {
+    "service.instance.id": "service.node.name",
+    "deployment.environment": "service.environment",
+    "deployment.environment.name": "service.environment",
+    "host.arch": "host.architecture",
+    "os.type": "host.os.platform",
+    "os.description": "host.os.full",
+    "os.name": "host.os.name",
+    "os.version": "host.os.version",
+    "container.image.tags": "container.image.tag",
+    "k8s.namespace.name": "kubernetes.namespace",
+    "k8s.pod.name": "kubernetes.pod.name",
+    "k8s.pod.uid": "kubernetes.pod.uid",
+    "k8s.container.name": "kubernetes.container.name",
+    "k8s.node.name": "kubernetes.node.name",
+    "k8s.deployment.name": "kubernetes.deployment.name",
+    "k8s.statefulset.name": "kubernetes.statefulset.name",
+    "k8s.replicaset.name": "kubernetes.replicaset.name",
+    "k8s.daemonset.name": "kubernetes.daemonset.name",
+    "k8s.job.name": "kubernetes.job.name",
+    "k8s.cronjob.name": "kubernetes.cronjob.name",
+    "k8s.cluster.name": "orchestrator.cluster.name",
+    "k8s.pod.ip": "kubernetes.pod.ip",
+}
+# Same name in both schemas: listed so that they count as ECS fields (they win clashes).
+_SAME_IN_ECS = frozenset(
+    {
+        "service.name",
+        "service.version",
+        "service.environment",
+        "host.name",
+        "host.id",
+        "host.hostname",
+        "container.id",
+        "container.name",
+        "container.image.name",
+        "cloud.provider",
+        "cloud.region",
+        "cloud.availability_zone",
+        "cloud.account.id",
+        "cloud.platform",
+    }
+)
+# ECS field sets: always objects in an ECS index, so an attribute may not claim their name for a value
+# (``host`` = "web-1" would make every later ``host.name`` unindexable, and the reverse).
+_ECS_OBJECTS = frozenset(
+    {
+        "agent",
+        "client",
+        "cloud",
+        "container",
+        "data_stream",
+        "destination",
+        "device",
+        "dns",
+        "ecs",
+        "email",
+        "error",
+        "event",
+        "faas",
+        "file",
+        "group",
+        "host",
+        "http",
+        "kubernetes",
+        "labels",
+        "log",
+        "network",
+        "observer",
+        "orchestrator",
+        "organization",
+        "package",
+        "process",
+        "registry",
+        "related",
+        "rule",
+        "server",
+        "service",
+        "source",
+        "span",
+        "threat",
+        "tls",
+        "trace",
+        "transaction",
+        "url",
+        "user",
+        "user_agent",
+        "vulnerability",
+    }
+)
+# ECS fields that are always values, so an attribute may not put an object under them.
+_ECS_VALUES = frozenset({"@timestamp", "message"})
+# Map-valued Kubernetes metadata, one attribute per key -> Filebeat's field names. Dots in the keys
+# become "_" so that "app" and "app.kubernetes.io/name" can both be fields.
+_KUBERNETES_MAPS = (
+    ("k8s.pod.label.", "kubernetes.labels."),
+    ("k8s.pod.annotation.", "kubernetes.annotations."),
+    ("k8s.namespace.label.", "kubernetes.namespace_labels."),
+    ("k8s.namespace.annotation.", "kubernetes.namespace_annotations."),
+)
+
+_RECORD_NAMESPACE = "attributes."
+_RESOURCE_NAMESPACE = "resource.attributes."
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data stream names
+
+
+def _sanitize(value: str, disallowed: str) -> str:
+    text = str(utf8_safe(value)).lower()[:_MAX_PART]
+    for ch in disallowed:
+        if ch in text:
+            text = text.replace(ch, "_")
+    if len(text.encode()) > _MAX_PART:
+        text = text.encode()[:_MAX_PART].decode("utf-8", "ignore")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def sanitize_dataset(value: str) -> str:
+    """A ``data_stream.dataset`` value as Elasticsearch accepts it ("" stays "")."""
+    return _sanitize(value, _DISALLOWED_IN_DATASET)
+
+
+@functools.lru_cache(maxsize=4096)
+def sanitize_namespace(value: str) -> str:
+    """A ``data_stream.namespace`` value as Elasticsearch accepts it ("" stays "")."""
+    return _sanitize(value, _DISALLOWED_IN_NAMESPACE)
+
+
+def data_stream_name(kind: str, dataset: str, namespace: str) -> str:
+    """``logs-nginx.access-prod``: the data stream naming scheme ``<type>-<dataset>-<namespace>``."""
+    return f"{kind}-{dataset}-{namespace}"
+
+
+def _lookup(attributes: Mapping[str, Any], dotted: str) -> Any:
+    if dotted in attributes:
+        return attributes[dotted]
+    head, _, tail = dotted.partition(".")
+    nested = attributes.get(head)
+    return nested.get(tail) if isinstance(nested, Mapping) else None
+
+
+def route(
+    attributes: Mapping[str, Any], resource: Mapping[str, Any], dataset: str, namespace: str
+) -> tuple[str, str]:
+    """The (dataset, namespace) of a record: its attributes, else its resource's, else the defaults.
+
+    The defaults must already be valid; a value that sanitizes to nothing falls back to them.
+    """
+    out = []
+    for key, default, clean in (
+        (DATASET_ATTRIBUTE, dataset, sanitize_dataset),
+        (NAMESPACE_ATTRIBUTE, namespace, sanitize_namespace),
+    ):
+        value = _lookup(attributes, key)
+        if value is None or value == "":
+            value = _lookup(resource, key)
+        chosen = clean(value if isinstance(value, str) else str(value)) if value not in (None, "") else ""
+        out.append(chosen or default)
+    return out[0], out[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timestamps
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_prefix(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def format_timestamp(unix_nano: int) -> str:
+    """Unix nanoseconds -> ``2024-05-01T12:00:00.123456789Z`` (what a ``date_nanos`` field keeps)."""
+    seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    return f"{_second_prefix(seconds)}.{nanos:09d}Z"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values and names
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON-able, Elasticsearch-friendly copy of an attribute value."""
+    if isinstance(value, str | bool | float) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_json_value(v) for v in value), key=repr)
+    return str(value)
+
+
+def utf8_safe(value: Any) -> Any:
+    """A copy whose strings are valid UTF-8: lone surrogates (from lenient decoders) become "?"."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {utf8_safe(k): utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [utf8_safe(v) for v in value]
+    return value
+
+
+def _clean_key(key: Any) -> str:
+    text = key if isinstance(key, str) else str(key)
+    if text and text[0] != "." and text[-1] != "." and ".." not in text and not text.isspace():
+        return text
+    parts = [p for p in text.split(".") if p and not p.isspace()]
+    return ".".join(parts) or "_"
+
+
+def _flat_items(attributes: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) for every leaf; nested maps are flattened, empty maps and None dropped."""
+    for raw_key, value in attributes.items():
+        if value is None:
+            continue
+        key = _clean_key(raw_key)
+        if prefix:
+            key = f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            yield from _flat_items(value, key)
+        else:
+            yield key, value
+
+
+@functools.lru_cache(maxsize=65536)
+def _ecs_name(key: str) -> str | None:
+    """The ECS name of a semantic-convention attribute, or None if it has none."""
+    mapped = _SEMCONV_TO_ECS.get(key)
+    if mapped is not None:
+        return mapped
+    if key in _SAME_IN_ECS:
+        return key
+    if key.startswith("k8s."):
+        for prefix, ecs_prefix in _KUBERNETES_MAPS:
+            if key.startswith(prefix) and len(key) > len(prefix):
+                return ecs_prefix + key[len(prefix) :].replace(".", "_")
+    return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _prefixes(key: str) -> tuple[str, ...]:
+    """``a.b.c`` -> (``a``, ``a.b``): the objects that hold it. Names repeat from record to record."""
+    out = []
+    pos = key.find(".")
+    while pos != -1:
+        out.append(key[:pos])
+        pos = key.find(".", pos + 1)
+    return tuple(out)
+
+
+def _message(body: Any) -> str | None:
+    if body is None:
+        return None
+    if isinstance(body, str):
+        return body
+    if isinstance(body, bytes | bytearray):
+        return bytes(body).decode("utf-8", "backslashreplace")
+    if isinstance(body, Mapping | list | tuple | set | frozenset):
+        return orjson.dumps(_json_value(body)).decode()
+    return str(body)
+
+
+def _unique(key: str, taken: Mapping[str, Any] | set[str], objects: set[str]) -> str:
+    candidate, n = key, 1
+    while candidate in taken or candidate in objects:
+        candidate = f"{key}_{n}"
+        n += 1
+    return candidate
+
+
+def _resolve_object_conflicts(flat: dict[str, Any]) -> None:
+    """Moves a value whose name is also an object prefix (``a`` beside ``a.b``) to ``a.value``."""
+    objects = {prefix for key in flat for prefix in _prefixes(key)}
+    conflicting = [key for key in flat if key in objects]
+    for key in conflicting:
+        value = flat.pop(key)
+        flat[_unique(f"{key}.value", flat, objects)] = value
+
+
+@functools.lru_cache(maxsize=65536)
+def _path(key: str) -> tuple[tuple[str, ...], str]:
+    *parents, leaf = key.split(".")
+    return tuple(parents), leaf
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted names -> nested objects (ingest pipelines and Kibana both expect the nested form)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if "." not in key:
+            out[key] = value
+            continue
+        parents, leaf = _path(key)
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Documents
+
+
+# An attribute ready for placement: (dotted name, its ECS name or None, JSON-able value).
+AttributeFields = list[tuple[str, str | None, Any]]
+
+
+def attribute_fields(attributes: Mapping[Any, Any]) -> AttributeFields:
+    """Flattens attributes and looks up their ECS names (routing attributes are left out).
+
+    A resource is shared by many records: compute its fields once and pass them to log_document.
+    """
+    return [
+        (key, _ecs_name(key), _json_value(value))
+        for key, value in _flat_items(attributes)
+        if key not in _ROUTING_ATTRIBUTES
+    ]
+
+
+def log_document(
+    record: LogRecord,
+    dataset: str,
+    namespace: str,
+    now_unix_nano: int | None = None,
+    resource_fields: AttributeFields | None = None,
+) -> dict[str, Any]:
+    """The ECS document for one log record routed to ``logs-<dataset>-<namespace>``.
+
+    ``resource_fields`` is ``attribute_fields(record.resource)``, when the caller has it already.
+    """
+    flat: dict[str, Any] = {}
+    ts = record.time_unix_nano if record.time_unix_nano > 0 else record.observed_time_unix_nano
+    if ts <= 0:
+        ts = now_unix_nano if now_unix_nano is not None else time.time_ns()
+    flat["@timestamp"] = format_timestamp(ts)
+    message = _message(record.body)
+    if message is not None:
+        flat["message"] = message
+    level = record.severity_text or severity_name(record.severity_number).lower()
+    if level:
+        flat["log.level"] = level
+    if record.severity_number > 0:
+        flat["event.severity"] = record.severity_number
+    if record.observed_time_unix_nano > 0:
+        flat["event.created"] = format_timestamp(record.observed_time_unix_nano)
+    if record.scope_name:
+        flat["log.logger"] = record.scope_name
+    if record.trace_id:
+        flat["trace.id"] = record.trace_id
+    if record.span_id:
+        flat["span.id"] = record.span_id
+    flat["data_stream.type"] = LOGS
+    flat["data_stream.dataset"] = dataset
+    flat["data_stream.namespace"] = namespace
+    flat["event.dataset"] = dataset
+
+    if resource_fields is None:
+        resource_fields = attribute_fields(record.resource)
+    # (namespace used on a clash, name, value, clashes already: the ECS field it maps to is taken)
+    others: list[tuple[str, str, Any, bool]] = []
+    for clash_namespace, fields in (
+        (_RECORD_NAMESPACE, attribute_fields(record.attributes)),
+        (_RESOURCE_NAMESPACE, resource_fields),
+    ):
+        for key, target, value in fields:
+            if target is None:
+                others.append((clash_namespace, key, value, False))
+            elif target in flat:
+                others.append((clash_namespace, key, value, True))
+            else:
+                flat[target] = value
+
+    ecs_fields = set(flat)
+    ecs_objects = {prefix for key in flat for prefix in _prefixes(key)}
+    for clash_namespace, key, value, clashes in others:
+        name = key
+        if (
+            clashes
+            or key in flat
+            or key in ecs_objects
+            or key in _ECS_OBJECTS
+            or key.startswith("data_stream.")  # Elasticsearch's own: only type, dataset and namespace
+            or any(p in ecs_fields or p in _ECS_VALUES for p in _prefixes(key))
+        ):
+            name = _unique(clash_namespace + key, flat, ecs_objects)
+        flat[name] = value
+    _resolve_object_conflicts(flat)
+    return _nest(flat)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Identity
+
+
+def _canonical_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, set | frozenset):
+        return sorted((_json_value(v) for v in value), key=repr)
+    return str(value)
+
+
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _canonical(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_canonical_default, option=_CANONICAL)
+    except TypeError:  # orjson.JSONEncodeError
+        # Integers beyond 64 bits, lone surrogates, keys orjson cannot order: the sanitized form is
+        # as deterministic.
+        return orjson.dumps(utf8_safe(_json_value(value)), default=_canonical_default, option=_CANONICAL)
+
+
+def record_digest(record: LogRecord, resource_digest: bytes) -> bytes:
+    """A 16-byte hash of everything that makes a record the record it is."""
+    h = hashlib.blake2b(resource_digest, digest_size=16)
+    h.update(
+        _canonical(
+            [
+                record.time_unix_nano,
+                record.observed_time_unix_nano,
+                record.severity_number,
+                record.severity_text,
+                record.body,
+                record.attributes,
+                record.trace_id,
+                record.span_id,
+                record.scope_name,
+            ]
+        )
+    )
+    return h.digest()
+
+
+def resource_digest(resource: Mapping[str, Any]) -> bytes:
+    return hashlib.blake2b(_canonical(resource), digest_size=16).digest()
+
+
+class DocumentIds:
+    """Assigns deterministic ``_id``s, each a function of its record alone.
+
+    Resources are usually shared by many records, so each distinct resource object is hashed once.
+    """
+
+    def __init__(self) -> None:
+        self._resources: dict[int, tuple[Mapping[str, Any], bytes]] = {}
+
+    def __call__(self, record: LogRecord) -> str:
+        held = self._resources.get(id(record.resource))
+        if held is None or held[0] is not record.resource:
+            held = self._resources[id(record.resource)] = (record.resource, resource_digest(record.resource))
+        digest = record_digest(record, held[1])
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def document_ids(records: Iterable[LogRecord]) -> list[str]:
+    """The ``_id``s of a batch of records, in order (see ``DocumentIds``)."""
+    assign = DocumentIds()
+    return [assign(record) for record in records]
