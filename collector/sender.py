@@ -90,7 +90,6 @@ class QueueSender:
         self.queue = queue
         self._t = telemetry
         self._workers: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
         self._in_flight_lost = 0  # records taken by a worker cancelled at hard stop
 
     def start(self) -> None:
@@ -100,29 +99,26 @@ class QueueSender:
     async def drain(self, timeout: float) -> int:
         """Closes the queue and lets the workers finish it within ``timeout`` s.
 
-        Returns how many records were left undelivered (counted as dropped at shutdown).
+        Returns how many records were left undelivered and lost (a memory queue's; counted as
+        dropped at shutdown). A durable queue keeps what is left on disk for the next start.
         """
         await self.queue.close()
-        done, pending = (
-            await asyncio.wait(self._workers, timeout=max(timeout, 0.001))
-            if self._workers
-            else (set(), set())
-        )
-        del done
-        self._stopping.set()
+        pending: set[asyncio.Task[None]] = set()
+        if self._workers:
+            _, pending = await asyncio.wait(self._workers, timeout=max(timeout, 0.001))
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        lost = self.queue.drain_remaining()
+        left = self.queue.records
+        lost = self.queue.drain_remaining() if not self.queue.durable else []
         lost_records = sum(len(b) for b in lost) + self._in_flight_lost
+        await self.queue.shutdown()
         if lost_records:
             signal = lost[0].signal.value if lost else "logs"
             self._t.dropped.labels(self.exporter.id, signal, "shutdown").inc(lost_records)
-            log.error(
-                "%s: %d record(s) not delivered within the shutdown grace period",
-                self.exporter.id,
-                lost_records,
-            )
+            log.error("%s: %d record(s) lost at shutdown", self.exporter.id, lost_records)
+        elif left:
+            log.warning("%s: %d record(s) stay queued on disk for the next start", self.exporter.id, left)
         return lost_records
 
     async def _work(self) -> None:
@@ -137,10 +133,12 @@ class QueueSender:
                 for piece in split(merge(taken), b.max_records, b.max_bytes):
                     await self._deliver(piece)
             except asyncio.CancelledError:
-                self._in_flight_lost += sum(len(x) for x in taken)
+                # Hard stop mid-export: a durable queue keeps these for the next start.
+                if not self.queue.durable:
+                    self._in_flight_lost += sum(len(x) for x in taken)
+                self.queue.abandon(taken)
                 raise
-            finally:
-                await self.queue.done(taken)
+            await self.queue.done(taken)
 
     async def _deliver(self, batch: Batch) -> None:
         exporter, signal = self.exporter, batch.signal.value

@@ -27,6 +27,7 @@ from collector.component import (
 )
 from collector.config.model import Config
 from collector.deadletter import DeadLetter
+from collector.durable_queue import DurableQueue
 from collector.model import Signal
 from collector.pipeline import Pipeline, ReceiverConsumer
 from collector.queue import MemoryQueue
@@ -102,7 +103,13 @@ class Service:
             self.telemetry.up.labels(cid, "exporter").set(1)
             self.exporters[cid] = exporter
             sending: ExporterConfig = cfg if isinstance(cfg, ExporterConfig) else ExporterConfig()
-            queue = MemoryQueue(cid, sending.queue, self.telemetry)
+            queue: MemoryQueue
+            if sending.queue.storage == "disk":
+                durable = DurableQueue(cid, sending.queue, self.telemetry, self.data_dir / "queue")
+                await durable.open()
+                queue = durable
+            else:
+                queue = MemoryQueue(cid, sending.queue, self.telemetry)
             sender = QueueSender(exporter, sending, queue, self.telemetry)
             sender.start()
             self.senders[cid] = sender
