@@ -268,9 +268,10 @@ class DurableQueue(MemoryQueue):
         await waiter
 
     def abandon(self, batches: list[Batch]) -> None:
+        # Still stored and still counted: they are delivered at the next start.
         for b in batches:
             self._seq_of.pop(id(b), None)
-        super().abandon(batches)
+        self._in_flight -= len(batches)
 
     async def shutdown(self) -> None:
         if self._writer is not None:

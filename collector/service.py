@@ -213,8 +213,11 @@ class Service:
             self.config.service.shutdown_grace_period,
         )
         lost = await self.stop()
+        kept = sum(s.queue.records for s in self.senders.values() if s.queue.durable)
         if lost:
-            log.error("stopped with %d record(s) undelivered", lost)
+            log.error("stopped; %d accepted record(s) were lost (memory queues)", lost)
+        elif kept:
+            log.warning("stopped; %d accepted record(s) stay queued on disk for the next start", kept)
         else:
             log.info("stopped; every accepted record was delivered")
         return 0

@@ -1,0 +1,213 @@
+"""burnline as a process: the README's quick start, SIGTERM drain, and SIGKILL losing nothing acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+from fluent import sender
+
+from tests.doubles.elasticsearch import ElasticsearchDouble
+from tests.forward_frames import ForwardClient, event_time, forward
+from tests.process import BurnlineProcess
+from tests.support import free_port
+
+
+def write_config(path: Path, forward_port: int, es_url: str, **exporter: Any) -> Path:
+    config = {
+        "receivers": {"forward": {"endpoint": f"127.0.0.1:{forward_port}"}},
+        "exporters": {"elasticsearch": {"endpoints": [es_url], **exporter}},
+        "service": {
+            "data_dir": str(path.parent / "data"),
+            "admin": {"endpoint": "${BURNLINE_ADMIN_ENDPOINT}"},  # BurnlineProcess sets it
+            "shutdown_grace_period": "20s",
+            "pipelines": {"logs": {"receivers": ["forward"], "exporters": ["elasticsearch"]}},
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def send_acked(port: int, messages: list[str], per_frame: int = 10) -> list[str]:
+    """Sends Forward frames asking for acks; returns the messages whose frame was acknowledged."""
+    acked: list[str] = []
+    client = await ForwardClient.connect(port)
+    try:
+        for start in range(0, len(messages), per_frame):
+            chunk = f"chunk-{start}"
+            part = messages[start : start + per_frame]
+            entries = [[event_time(int(time.time())), {"log": m}] for m in part]
+            await client.send(forward("app.test", entries, {"chunk": chunk}))
+            reply = await client.receive(timeout=10)
+            assert reply == {"ack": chunk}
+            acked += part
+    except (EOFError, ConnectionError, TimeoutError):
+        pass  # the server went away mid-load: what was acked so far is what counts
+    finally:
+        await client.close()
+    return acked
+
+
+def messages_in(es: ElasticsearchDouble) -> Counter[str]:
+    return Counter(doc["message"] for doc in es.documents("logs-*"))
+
+
+async def test_quick_start_default_config_then_burnline_logs(tmp_path: Path) -> None:
+    """The README: `burnline run` on the built-in default, fluent-logger sends, `burnline logs` shows."""
+    forward_port, http_port = free_port(), free_port()
+    env = {
+        "BURNLINE_FORWARD_ENDPOINT": f"127.0.0.1:{forward_port}",
+        "BURNLINE_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
+        "BURNLINE_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = BurnlineProcess(Path("-"), tmp_path, env)
+    await proc.start()
+    try:
+
+        def emit() -> None:
+            log = sender.FluentSender("app", host="127.0.0.1", port=forward_port, nanosecond_precision=True)
+            assert log.emit(
+                "checkout",
+                {
+                    "log": '{"level":"error","msg":"payment declined","order":"A-17"}',
+                    "kubernetes": {
+                        "namespace_name": "shop",
+                        "pod_name": "checkout-7d9f",
+                        "container_name": "checkout",
+                        "labels": {"app.kubernetes.io/name": "checkout"},
+                    },
+                },
+            ), log.last_error
+            assert log.emit("checkout", {"log": "INFO started in 2.1s"}), log.last_error
+            log.close()
+
+        await asyncio.to_thread(emit)
+        query = [
+            sys.executable,
+            "-m",
+            "collector",
+            "logs",
+            "--db",
+            str(tmp_path / "data" / "burnline.db"),
+            "--since",
+            "5m",
+            "--json",
+        ]
+        lines: list[dict[str, Any]] = []
+        for _ in range(100):  # the local exporter flushes within its 1 s flush interval
+            out = await asyncio.to_thread(subprocess.run, query, capture_output=True, text=True, timeout=30)
+            lines = [json.loads(line) for line in out.stdout.splitlines()]
+            if len(lines) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert [line["body"] for line in lines] == ["payment declined", "INFO started in 2.1s"]
+        assert lines[0]["service"] == "checkout" and lines[0]["severity_text"] == "error"
+        text = await asyncio.to_thread(
+            subprocess.run,
+            [*query[:-1], "--service", "checkout", "--level", "error"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "payment declined" in text.stdout and "started" not in text.stdout
+        await proc.signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+    finally:
+        await proc.stop()
+
+
+async def test_sigterm_drains_acknowledged_records(tmp_path: Path) -> None:
+    """Memory queue, long flush interval: the records sit in memory at SIGTERM and still arrive."""
+    async with ElasticsearchDouble() as es:
+        port = free_port()
+        config = write_config(
+            tmp_path / "burnline.yaml",
+            port,
+            es.url,
+            queue={"storage": "memory"},
+            batch={"flush_interval": "60s", "max_records": 100000},
+        )
+        proc = BurnlineProcess(config, tmp_path)
+        await proc.start()
+        try:
+            acked = await send_acked(port, [f"m{i}" for i in range(500)])
+            assert len(acked) == 500
+            assert es.count("logs-*") == 0  # still lingering in the queue
+            await proc.signal(signal.SIGTERM)
+            assert await proc.wait() == 0, proc.log()
+            assert messages_in(es) == Counter(acked)
+        finally:
+            await proc.stop()
+
+
+async def test_sigterm_with_backend_down_keeps_the_rest_on_disk(tmp_path: Path) -> None:
+    async with ElasticsearchDouble() as es:
+        port = free_port()
+        config = write_config(tmp_path / "burnline.yaml", port, es.url, retry={"initial_interval": "100ms"})
+        short_grace = config.read_text().replace("shutdown_grace_period: 20s", "shutdown_grace_period: 1s")
+        config.write_text(short_grace)
+        await es.stop()
+        proc = BurnlineProcess(config, tmp_path)
+        await proc.start()
+        try:
+            acked = await send_acked(port, [f"m{i}" for i in range(100)])
+            assert len(acked) == 100
+            await proc.signal(signal.SIGTERM)
+            assert await proc.wait() == 0, proc.log()
+            assert "stay queued on disk for the next start" in proc.log()
+        finally:
+            await proc.stop()
+        await es.start()
+        again = BurnlineProcess(config, tmp_path)
+        await again.start()
+        try:
+            for _ in range(200):
+                if es.count("logs-*") >= 100:
+                    break
+                await asyncio.sleep(0.05)
+            assert messages_in(es) == Counter(acked)
+        finally:
+            await again.signal(signal.SIGTERM)
+            await again.wait()
+            await again.stop()
+
+
+async def test_sigkill_mid_load_loses_nothing_acknowledged_and_duplicates_nothing(tmp_path: Path) -> None:
+    async with ElasticsearchDouble() as es:
+        port = free_port()
+        config = write_config(tmp_path / "burnline.yaml", port, es.url, batch={"flush_interval": "50ms"})
+        proc = BurnlineProcess(config, tmp_path)
+        await proc.start()
+        try:
+            load = asyncio.create_task(send_acked(port, [f"m{i}" for i in range(20000)], per_frame=20))
+            for _ in range(200):  # kill once some records were delivered and more are in flight
+                if es.count("logs-*") > 200:
+                    break
+                await asyncio.sleep(0.02)
+            await proc.signal(signal.SIGKILL)
+            acked = await load
+            assert 0 < len(acked) < 20000
+        finally:
+            await proc.stop()
+        again = BurnlineProcess(config, tmp_path)
+        await again.start()
+        try:
+            for _ in range(300):
+                if set(messages_in(es)) >= set(acked):
+                    break
+                await asyncio.sleep(0.05)
+            delivered = messages_in(es)
+            assert not set(acked) - set(delivered), "acknowledged records were lost"
+            assert max(delivered.values()) == 1, "a record was indexed twice"
+        finally:
+            await again.signal(signal.SIGTERM)
+            assert await again.wait() == 0
+            await again.stop()
