@@ -41,6 +41,20 @@ def severity_name(number: int) -> str:
 
 
 @dataclass(slots=True)
+class Scope:
+    """The instrumentation scope (OTLP InstrumentationScope plus its container's schema_url).
+
+    Shared by every record of one scope: treat as read-only.
+    """
+
+    name: str = ""
+    version: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    dropped_attributes_count: int = 0
+    schema_url: str = ""
+
+
+@dataclass(slots=True)
 class LogRecord:
     """One log record (OpenTelemetry LogRecord plus its resource).
 
@@ -58,11 +72,180 @@ class LogRecord:
     span_id: str = ""
     observed_time_unix_nano: int = 0
     scope_name: str = ""
+    # What OTLP carries beyond the above; kept so that OTLP in -> OTLP out loses nothing.
+    scope: Scope | None = None
+    flags: int = 0
+    dropped_attributes_count: int = 0
+    event_name: str = ""
+    resource_schema_url: str = ""
+    resource_dropped_attributes_count: int = 0
 
     @property
     def service_name(self) -> str:
-        value = self.resource.get("service.name", "")
-        return value if isinstance(value, str) else str(value)
+        return _service_name(self.resource)
+
+
+def _service_name(resource: dict[str, Any]) -> str:
+    value = resource.get("service.name", "")
+    return value if isinstance(value, str) else str(value)
+
+
+class SpanKind(IntEnum):
+    UNSPECIFIED = 0
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(IntEnum):
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+@dataclass(slots=True)
+class SpanEvent:
+    time_unix_nano: int
+    name: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    dropped_attributes_count: int = 0
+
+
+@dataclass(slots=True)
+class SpanLink:
+    trace_id: str
+    span_id: str
+    trace_state: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    dropped_attributes_count: int = 0
+    flags: int = 0
+
+
+@dataclass(slots=True)
+class Span:
+    """One span with its resource and scope (OpenTelemetry Span, every OTLP field kept).
+
+    Attribute values keep OTLP's types: str, bool, int, float, bytes, list, dict, None (empty).
+    Derived values the SLO engine needs are properties, computed when asked.
+    """
+
+    trace_id: str
+    span_id: str
+    name: str
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    parent_span_id: str = ""
+    trace_state: str = ""
+    flags: int = 0
+    kind: int = SpanKind.UNSPECIFIED
+    attributes: dict[str, Any] = field(default_factory=dict)
+    dropped_attributes_count: int = 0
+    events: list[SpanEvent] = field(default_factory=list)
+    dropped_events_count: int = 0
+    links: list[SpanLink] = field(default_factory=list)
+    dropped_links_count: int = 0
+    status_code: int = StatusCode.UNSET
+    status_message: str = ""
+    resource: dict[str, Any] = field(default_factory=dict)
+    resource_schema_url: str = ""
+    resource_dropped_attributes_count: int = 0
+    scope: Scope = field(default_factory=Scope)
+
+    @property
+    def service_name(self) -> str:
+        return _service_name(self.resource)
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_time_unix_nano - self.start_time_unix_nano)
+
+    @property
+    def http_status_code(self) -> int | None:
+        """From the stable semantic conventions' name, or the pre-1.21 one."""
+        for key in ("http.response.status_code", "http.status_code"):
+            value = self.attributes.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.isdigit():
+                return int(value)
+        return None
+
+    @property
+    def is_error(self) -> bool:
+        """Status ERROR, or a 5xx answer from a server span (4xx are the client's errors)."""
+        if self.status_code == StatusCode.ERROR:
+            return True
+        code = self.http_status_code
+        return code is not None and code >= 500 and self.kind in (SpanKind.SERVER, SpanKind.UNSPECIFIED)
+
+
+class MetricKind(StrEnum):
+    GAUGE = "gauge"
+    SUM = "sum"
+    HISTOGRAM = "histogram"
+    EXPONENTIAL_HISTOGRAM = "exponential_histogram"
+    SUMMARY = "summary"
+
+
+class Temporality(IntEnum):
+    UNSPECIFIED = 0
+    DELTA = 1
+    CUMULATIVE = 2
+
+
+@dataclass(slots=True)
+class Exemplar:
+    time_unix_nano: int
+    value: float | int
+    filtered_attributes: dict[str, Any] = field(default_factory=dict)
+    trace_id: str = ""
+    span_id: str = ""
+
+
+@dataclass(slots=True)
+class MetricPoint:
+    """One data point of one metric series, with the metric's identity, resource and scope.
+
+    OTLP's Metric -> data points nesting is flattened: exporters group points back by
+    (resource, scope, name). Prometheus samples map here too: a counter is a monotonic cumulative SUM,
+    a histogram's cumulative ``le`` buckets become per-bucket ``bucket_counts``.
+    """
+
+    name: str
+    kind: MetricKind
+    time_unix_nano: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+    start_time_unix_nano: int = 0
+    description: str = ""
+    unit: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # gauge and sum
+    value: float | int | None = None
+    temporality: int = Temporality.UNSPECIFIED  # sum, histogram, exponential histogram
+    monotonic: bool = False  # sum
+    # histogram, exponential histogram and summary
+    count: int = 0
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    bucket_counts: list[int] = field(default_factory=list)  # histogram: one more than bounds
+    explicit_bounds: list[float] = field(default_factory=list)
+    scale: int = 0  # exponential histogram
+    zero_count: int = 0
+    zero_threshold: float = 0.0
+    positive_offset: int = 0
+    positive_bucket_counts: list[int] = field(default_factory=list)
+    negative_offset: int = 0
+    negative_bucket_counts: list[int] = field(default_factory=list)
+    quantiles: list[tuple[float, float]] = field(default_factory=list)  # summary: (quantile, value)
+    exemplars: list[Exemplar] = field(default_factory=list)
+    flags: int = 0
+    resource: dict[str, Any] = field(default_factory=dict)
+    resource_schema_url: str = ""
+    resource_dropped_attributes_count: int = 0
+    scope: Scope = field(default_factory=Scope)
 
 
 @dataclass(slots=True)
