@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 
 from collector.component import Processor, Refused
+from collector.memory_limiter import MemoryLimiter
 from collector.model import Batch, Signal
 from collector.queue import MemoryQueue
 from collector.telemetry import Telemetry
@@ -62,7 +63,14 @@ def clone(batch: Batch) -> Batch:
 class ReceiverConsumer:
     """The consumer one receiver sees for one signal."""
 
-    def __init__(self, receiver_id: str, signal: Signal, pipelines: list[Pipeline], telemetry: Telemetry):
+    def __init__(
+        self,
+        receiver_id: str,
+        signal: Signal,
+        pipelines: list[Pipeline],
+        telemetry: Telemetry,
+        limiter: MemoryLimiter | None = None,
+    ):
         self.receiver_id = receiver_id
         self.signal = signal
         self.pipelines = pipelines
@@ -70,6 +78,7 @@ class ReceiverConsumer:
         self._accepted = telemetry.accepted.labels(receiver_id, signal.value)
         self._refused = telemetry.refused
         self.closed = False
+        self.limiter = limiter
 
     async def consume(self, batch: Batch) -> None:
         n = len(batch)
@@ -77,6 +86,8 @@ class ReceiverConsumer:
         try:
             if self.closed:
                 raise Refused("shutting down", retry_after=5.0)
+            if self.limiter is not None and self.limiter.refusing:
+                raise Refused("memory limit", retry_after=5.0)
             if len(self.pipelines) == 1:
                 await self.pipelines[0].consume(batch)
             else:

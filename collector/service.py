@@ -28,6 +28,7 @@ from collector.component import (
 from collector.config.model import Config
 from collector.deadletter import DeadLetter
 from collector.durable_queue import DurableQueue
+from collector.memory_limiter import MemoryLimiter
 from collector.model import Signal
 from collector.pipeline import Pipeline, ReceiverConsumer
 from collector.queue import MemoryQueue
@@ -48,6 +49,7 @@ class Service:
         self.receivers: dict[str, Receiver] = {}
         self.consumers: list[ReceiverConsumer] = []
         self.pipelines: dict[str, Pipeline] = {}
+        self.memory_limiter = MemoryLimiter(config.service.memory_limiter, self.telemetry)
         self.admin = AdminServer(config.service.admin.endpoint, self.telemetry, self.not_ready)
         self._started: list[Component] = []
         self._exporters_started = False
@@ -74,6 +76,7 @@ class Service:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
+            self.memory_limiter.start()
             await self._start_exporters()
             await self._start_processors()
             self._build_pipelines()
@@ -81,6 +84,7 @@ class Service:
             await self.admin.start()
         except BaseException:
             await self._stop_started(grace=0.0)
+            await self.memory_limiter.stop()
             raise
         log.info(
             "burnline started: %d receiver(s), %d exporter(s), %d pipeline(s); admin on %s:%d",
@@ -141,7 +145,7 @@ class Service:
                     by_signal.setdefault(Signal(type_of(pid)), []).append(self.pipelines[pid])
             consumers: dict[Signal, Consumer] = {}
             for sig, pipelines in by_signal.items():
-                consumer = ReceiverConsumer(cid, sig, pipelines, self.telemetry)
+                consumer = ReceiverConsumer(cid, sig, pipelines, self.telemetry, self.memory_limiter)
                 self.consumers.append(consumer)
                 consumers[sig] = consumer
             cls = registered("receiver")[type_of(cid)]

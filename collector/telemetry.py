@@ -94,6 +94,17 @@ class Telemetry:
             ["component"],
             registry=r,
         )
+        self.memory_resident = Gauge(
+            "burnline_memory_resident_bytes",
+            "The process' resident memory, as the memory limiter last read it.",
+            registry=r,
+        )
+        self.memory_limit = Gauge(
+            "burnline_memory_limit_bytes",
+            "The memory limiter's limits (soft: refuse new data; hard: also GC).",
+            ["limit"],
+            registry=r,
+        )
         self.up = Gauge(
             "burnline_component_up",
             "1 while a component is started and healthy.",
