@@ -96,7 +96,15 @@ def decode(data: bytes) -> Batch:
         raise
     except Exception as exc:
         raise CodecError(f"not a queued batch: {exc}") from None
-    cls = _ITEM_CLASSES[signal]
+    try:
+        return Batch(signal, _items(_ITEM_CLASSES[signal], names, tables, rows), size_bytes)
+    except CodecError:
+        raise
+    except Exception as exc:  # a well-formed msgpack document that is not a batch's shape
+        raise CodecError(f"not a queued batch: {type(exc).__name__}: {exc}") from None
+
+
+def _items(cls: type, names: list[str], tables: dict[str, list[Any]], rows: list[list[Any]]) -> list[Any]:
     known = set(_FIELDS[cls])
     positions = [(i, name) for i, name in enumerate(names) if name in known]
     items = []
@@ -110,4 +118,4 @@ def decode(data: bytes) -> Batch:
             kwargs["kind"] = MetricKind(kwargs["kind"])
             kwargs["quantiles"] = [tuple(q) for q in kwargs.get("quantiles", [])]
         items.append(cls(**kwargs))
-    return Batch(signal, items, size_bytes)
+    return items

@@ -166,3 +166,25 @@ json_values = st.recursive(
 def test_any_attributes_round_trip(attributes: dict[str, object], body: object, when: int) -> None:
     record = LogRecord(time_unix_nano=when, body=body, attributes=attributes)
     assert decode(encode(Batch(Signal.LOGS, [record], 1))).items == [record]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        [1, "logs", 5, ["body"], {"resource": [], "scope": []}, [["x"]]],  # time_unix_nano missing
+        [1, "logs", 5, ["time_unix_nano", "resource"], {"scope": []}, [[1, 0]]],  # no resource table
+        [1, "logs", 5, ["time_unix_nano", "resource"], {"resource": [], "scope": []}, [[1, 3]]],  # bad index
+        [
+            1,
+            "metrics",
+            5,
+            ["name", "kind", "time_unix_nano"],
+            {"resource": [], "scope": []},
+            [["m", "nope", 1]],
+        ],
+    ],
+)
+def test_well_formed_msgpack_of_the_wrong_shape_is_a_codec_error(doc: list[object]) -> None:
+    """Found by bench/fuzz_decoders.py: such documents raised TypeError, KeyError, IndexError."""
+    with pytest.raises(CodecError):
+        decode(msgpack.packb(doc))
