@@ -50,8 +50,12 @@ unit: $(TEST_STAMP) system-deps
 ## test: everything the tests need, then lint, type checks and the whole suite
 test: lint typecheck unit
 
+## bench: throughput and robustness numbers (prints them; nothing asserts)
 bench: $(STAMP)
 	$(BIN)/python bench/queue_throughput.py
+	$(BIN)/python bench/durable_queue.py
+	$(BIN)/python bench/durable_storage_choice.py
+	$(BIN)/python bench/fuzz_decoders.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
