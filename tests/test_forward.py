@@ -572,6 +572,23 @@ async def test_idle_connections_are_closed(tmp_path: Path) -> None:
         )
 
 
+async def test_a_stalled_frame_times_out_but_a_slow_healthy_client_does_not(tmp_path: Path) -> None:
+    async with running_service(config(frame_timeout="300ms"), str(tmp_path)) as svc:
+        frame = message("slow", T0, {"log": "x"}, {"chunk": "s"})
+        healthy = await ForwardClient.connect(port_of(svc))
+        for _ in range(3):  # whole frames, slower than frame_timeout apart: never cut
+            await asyncio.sleep(0.4)
+            await healthy.send(frame)
+            assert await healthy.receive() == {"ack": "s"}
+        stalled = await ForwardClient.connect(port_of(svc))
+        await stalled.send(frame[:-3])  # begins a frame and never finishes it
+        assert await stalled.closed_by_server(timeout=5.0)
+        assert errors(svc, "frame_timeout") == 1
+        await healthy.send(frame)
+        assert await healthy.receive() == {"ack": "s"}
+        await healthy.close()
+
+
 async def test_port_zero_readiness_and_stop(tmp_path: Path) -> None:
     async with running_service(config(port=0), str(tmp_path)) as svc:
         receiver = svc.receivers["forward"]

@@ -100,6 +100,9 @@ class ForwardConfig(ComponentConfig):
     # Fluentd and Fluent Bit keep idle connections open, and clients without acks cannot tell a
     # connection closed while idle from a working one on their next write.
     idle_timeout: Duration = 0.0
+    # A frame that has begun must be complete within this time, or the connection is closed: a
+    # client stalled mid-frame (or a slowloris) does not hold a connection and its buffer forever.
+    frame_timeout: Duration = 60.0
     max_connections: int = Field(default=1000, ge=1)
     # Answer UDP heartbeats on the same port (Fluentd out_forward's heartbeat_type udp).
     heartbeat: bool = True
@@ -307,6 +310,10 @@ class FrameStream:
         return msgpack.unpackb(
             bytes(self._buf[start:end]), raw=False, unicode_errors="surrogateescape", ext_hook=_ext_hook
         )
+
+    def partial(self) -> bool:
+        """True while bytes of an incomplete frame are buffered."""
+        return len(self._buf) > self._start
 
     def rest(self) -> bytes:
         """Bytes received after the last frame (a client may send data right behind its PING)."""
@@ -612,14 +619,29 @@ class ForwardReceiver(Receiver):
         else:
             stream = FrameStream(self.config.max_frame_size)
         idle = self.config.idle_timeout or None
+        frame_timeout = self.config.frame_timeout or None
+        frame_deadline: float | None = None
         while True:
             while not self._stopping and (got := stream.next_frame()) is not None:
                 await self._on_frame(conn, stream, *got)
+                frame_deadline = None  # the next frame gets its own frame_timeout
             if self._stopping:
                 return
+            timeout = idle
+            if frame_timeout is not None and stream.partial():
+                if frame_deadline is None:
+                    frame_deadline = time.monotonic() + frame_timeout
+                left = max(frame_deadline - time.monotonic(), 0.0)
+                timeout = left if timeout is None else min(timeout, left)
+            else:
+                frame_deadline = None
             try:
-                data = await conn.read(idle)
+                data = await conn.read(timeout)
             except TimeoutError:
+                if frame_deadline is not None and time.monotonic() >= frame_deadline:
+                    raise ProtocolError(
+                        "frame_timeout", f"a frame stayed incomplete for {frame_timeout:.0f}s"
+                    ) from None
                 self.log.debug("closing the connection from %s: idle for %.0fs", conn.peer, idle)
                 return
             if not data:
