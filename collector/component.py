@@ -179,6 +179,7 @@ BUILTIN_MODULES = (
     "collector.processors.filter",
     "exporters.elasticsearch",
     "exporters.local",
+    "exporters.otlp",
 )
 
 

@@ -35,7 +35,8 @@ class Telemetry:
         )
         self.failed = Counter(
             "burnline_records_failed",
-            "Records an exporter could never deliver; written to the dead-letter file.",
+            "Records an exporter could never deliver: written to the dead-letter file, except those an OTLP"
+            " backend rejected in a partial success (reason partial_success), which it does not name.",
             [*cs, "reason"],
             registry=r,
         )
