@@ -16,7 +16,7 @@ from pydantic import Field
 
 from collector.component import ComponentConfig, Exporter, PermanentExportError, RetryableExportError
 from collector.config.types import ByteSize, Duration
-from collector.model import Batch
+from collector.model import Batch, Signal
 from collector.queue import MemoryQueue, QueueConfig
 from collector.telemetry import Telemetry
 
@@ -59,11 +59,18 @@ def backoff_delay(config: RetryConfig, attempt: int, rng: random.Random | None =
     return max(0.0, base - spread + (rng or random).random() * 2 * spread)
 
 
-def merge(batches: list[Batch]) -> Batch:
+def merge(batches: list[Batch]) -> list[Batch]:
+    """One batch per signal (in order of first appearance): an exporter in a logs and a traces
+    pipeline gets both through one queue, and each export call must carry one signal."""
     if len(batches) == 1:
-        return batches[0]
-    items = [item for b in batches for item in b.items]
-    return Batch(batches[0].signal, items, sum(b.size_bytes for b in batches))
+        return batches
+    by_signal: dict[Signal, list[Batch]] = {}
+    for b in batches:
+        by_signal.setdefault(b.signal, []).append(b)
+    return [
+        Batch(signal, [item for b in group for item in b.items], sum(b.size_bytes for b in group))
+        for signal, group in by_signal.items()
+    ]
 
 
 def split(batch: Batch, max_records: int, max_bytes: int) -> list[Batch]:
@@ -130,8 +137,9 @@ class QueueSender:
             if not taken:
                 continue
             try:
-                for piece in split(merge(taken), b.max_records, b.max_bytes):
-                    await self._deliver(piece)
+                for merged in merge(taken):
+                    for piece in split(merged, b.max_records, b.max_bytes):
+                        await self._deliver(piece)
             except asyncio.CancelledError:
                 # Hard stop mid-export: a durable queue keeps these for the next start.
                 if not self.queue.durable:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from collector.component import ComponentConfig, Exporter, Receiver, register
 from collector.config import parse_config
-from collector.model import Batch, LogRecord, Signal
+from collector.model import Batch, Signal
 from collector.sender import ExporterConfig
 from collector.service import Service
 
@@ -99,5 +99,5 @@ class InjectReceiver(Receiver):
     config_model = InjectConfig
     signals = frozenset(Signal)
 
-    async def push(self, records: list[LogRecord], signal: Signal = Signal.LOGS) -> None:
+    async def push(self, records: Sequence[Any], signal: Signal = Signal.LOGS) -> None:
         await self.consumers[signal].consume(Batch(signal, list(records), 100 * len(records)))

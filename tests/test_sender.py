@@ -171,8 +171,13 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
 
 
 def test_merge_and_split() -> None:
-    merged = merge([Batch(Signal.LOGS, [1, 2], 20), Batch(Signal.LOGS, [3], 10)])
+    [merged] = merge([Batch(Signal.LOGS, [1, 2], 20), Batch(Signal.LOGS, [3], 10)])
     assert merged.items == [1, 2, 3] and merged.size_bytes == 30
+    logs, traces = merge(
+        [Batch(Signal.LOGS, [1], 1), Batch(Signal.TRACES, [2], 2), Batch(Signal.LOGS, [3], 3)]
+    )
+    assert (logs.signal, logs.items, logs.size_bytes) == (Signal.LOGS, [1, 3], 4)
+    assert (traces.signal, traces.items) == (Signal.TRACES, [2])
     pieces = split(Batch(Signal.LOGS, list(range(10)), 1000), max_records=4, max_bytes=10_000)
     assert [p.items for p in pieces] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     by_bytes = split(Batch(Signal.LOGS, list(range(10)), 1000), max_records=100, max_bytes=300)
