@@ -175,6 +175,7 @@ def register(cls: C) -> C:
 BUILTIN_MODULES = (
     "collector.receivers.forward",
     "collector.receivers.fluentbit_http",
+    "collector.receivers.otlp",
     "collector.processors.attributes",
     "collector.processors.filter",
     "exporters.elasticsearch",
