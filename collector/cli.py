@@ -1,4 +1,4 @@
-"""The ``burnline`` command: run, validate, logs."""
+"""The ``burnline`` command: run, validate, logs, traces."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""OpenTelemetry log records -> Elastic Common Schema (ECS) documents, data stream names and ``_id``s.
+"""OpenTelemetry log records and spans -> Elastic Common Schema (ECS) documents, data stream names and
+``_id``s.
 
-Document layout (what an operator sees in Kibana):
+Log document layout (what an operator sees in Kibana):
 
 * Fields the record itself defines: ``@timestamp`` (nanosecond RFC 3339 string; the record's time,
   else its observed time, else the encoding time), ``message`` (a string body as is; a map or list
@@ -30,7 +31,35 @@ Document layout (what an operator sees in Kibana):
 * ``data_stream.dataset`` / ``data_stream.namespace`` attributes choose the data stream (record over
   resource over the configured default) and are not copied as attributes.
 
-The document ``_id`` is a hash of the record's identity (time, observed time, severity, body,
+Span documents (``traces-<dataset>-<namespace>``) follow the OpenTelemetry Collector's
+elasticsearch exporter in its ECS mapping mode, with what it leaves out added under ECS or Elastic APM
+names:
+
+* ``@timestamp`` (start time, nanoseconds), ``trace.id``, ``span.id``, ``parent.id`` (absent for a
+  root span), ``span.name``, ``span.kind`` (``SERVER``, ``CLIENT``, ... as Elastic APM spells it;
+  absent when unspecified), ``span.links`` (``[{trace: {id}, span: {id}, attributes?}]``).
+* ``event.duration`` (nanoseconds, as ECS defines it) and ``event.outcome``: ``failure`` when the span
+  is an error by burnline's one definition (``Span.is_error``: status ERROR, or a 5xx answer of a
+  server span), ``success`` when its status is OK or it carries an HTTP status that is not an error,
+  else ``unknown``. ``span.status.message`` keeps the status description.
+* ``span.events``: ``[{time, name, attributes}]`` in span order, ``time`` a nanosecond timestamp and
+  ``attributes`` the event's attributes under their own (dotted) names. burnline's traces index
+  template maps ``attributes`` of events and links as ``flattened``, so no event attribute can add a
+  mapping or conflict with another.
+* The instrumentation scope name and version become ``service.framework.name`` /
+  ``service.framework.version`` (as Elastic APM maps them).
+* Attributes are placed as for logs (span, then scope, then resource attributes; clashes move under
+  ``attributes.``, ``scope.attributes.``, ``resource.attributes.``), with the database and messaging
+  conventions renamed as the Collector does: ``db.system`` -> ``span.db.type``, ``db.namespace``
+  (and the older ``db.name``) -> ``span.db.instance``, ``db.query.text`` (``db.statement``) ->
+  ``span.db.statement``, ``messaging.destination.name`` -> ``span.message.queue.name``,
+  ``messaging.operation.name`` -> ``span.action``, ``http.response.body.size`` ->
+  ``http.response.encoded_body_size``.
+
+A span's ``_id`` is its trace id and span id (48 hex digits): unique per span, the same on every
+retry, so a span that already landed answers 409.
+
+The document ``_id`` of a log record is a hash of the record's identity (time, observed time, severity, body,
 attributes, resource, trace and span ids, scope), so that a bulk item retried after it already
 landed answers 409 instead of indexing a duplicate. Two equal log lines in the same instant are
 still two events: receivers give every record of a receipt its own observed time (receipt time +
@@ -50,7 +79,7 @@ from typing import Any
 
 import orjson
 
-from collector.model import LogRecord, severity_name
+from collector.model import LogRecord, Scope, Span, SpanKind, StatusCode, severity_name
 
 LOGS = "logs"
 TRACES = "traces"
@@ -170,7 +199,21 @@ _KUBERNETES_MAPS = (
     ("k8s.namespace.annotation.", "kubernetes.namespace_annotations."),
 )
 
+# Span attributes whose Elastic APM name is not the convention's own (the OpenTelemetry Collector's
+# ECS mode maps these; the older db.name and db.statement are still what most instrumentations send).
+_SPAN_SEMCONV_TO_ECS = {
+    "db.system": "span.db.type",
+    "db.namespace": "span.db.instance",
+    "db.name": "span.db.instance",
+    "db.query.text": "span.db.statement",
+    "db.statement": "span.db.statement",
+    "messaging.destination.name": "span.message.queue.name",
+    "messaging.operation.name": "span.action",
+    "http.response.body.size": "http.response.encoded_body_size",
+}
+
 _RECORD_NAMESPACE = "attributes."
+_SCOPE_NAMESPACE = "scope.attributes."
 _RESOURCE_NAMESPACE = "resource.attributes."
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
@@ -394,16 +437,58 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
 AttributeFields = list[tuple[str, str | None, Any]]
 
 
-def attribute_fields(attributes: Mapping[Any, Any]) -> AttributeFields:
+def attribute_fields(
+    attributes: Mapping[Any, Any], renames: Mapping[str, str] | None = None
+) -> AttributeFields:
     """Flattens attributes and looks up their ECS names (routing attributes are left out).
 
-    A resource is shared by many records: compute its fields once and pass them to log_document.
+    ``renames`` are ECS names that apply to these attributes only (a span's ``db.system``). A
+    resource is shared by many records: compute its fields once and pass them to the document.
     """
+    if renames:
+        return [
+            (key, renames.get(key) or _ecs_name(key), _json_value(value))
+            for key, value in _flat_items(attributes)
+            if key not in _ROUTING_ATTRIBUTES
+        ]
     return [
         (key, _ecs_name(key), _json_value(value))
         for key, value in _flat_items(attributes)
         if key not in _ROUTING_ATTRIBUTES
     ]
+
+
+def _place_attributes(flat: dict[str, Any], sources: Iterable[tuple[str, AttributeFields]]) -> None:
+    """Adds attributes to a document's own fields (see the module docstring for the rules).
+
+    ``sources`` are (namespace for clashes, fields), the winner of a clash first.
+    """
+    # (namespace used on a clash, name, value, clashes already: the ECS field it maps to is taken)
+    others: list[tuple[str, str, Any, bool]] = []
+    for clash_namespace, fields in sources:
+        for key, target, value in fields:
+            if target is None:
+                others.append((clash_namespace, key, value, False))
+            elif target in flat:
+                others.append((clash_namespace, key, value, True))
+            else:
+                flat[target] = value
+
+    ecs_fields = set(flat)
+    ecs_objects = {prefix for key in flat for prefix in _prefixes(key)}
+    for clash_namespace, key, value, clashes in others:
+        name = key
+        if (
+            clashes
+            or key in flat
+            or key in ecs_objects
+            or key in _ECS_OBJECTS
+            or key.startswith("data_stream.")  # Elasticsearch's own: only type, dataset and namespace
+            or any(p in ecs_fields or p in _ECS_VALUES for p in _prefixes(key))
+        ):
+            name = _unique(clash_namespace + key, flat, ecs_objects)
+        flat[name] = value
+    _resolve_object_conflicts(flat)
 
 
 def log_document(
@@ -445,35 +530,106 @@ def log_document(
 
     if resource_fields is None:
         resource_fields = attribute_fields(record.resource)
-    # (namespace used on a clash, name, value, clashes already: the ECS field it maps to is taken)
-    others: list[tuple[str, str, Any, bool]] = []
-    for clash_namespace, fields in (
-        (_RECORD_NAMESPACE, attribute_fields(record.attributes)),
-        (_RESOURCE_NAMESPACE, resource_fields),
-    ):
-        for key, target, value in fields:
-            if target is None:
-                others.append((clash_namespace, key, value, False))
-            elif target in flat:
-                others.append((clash_namespace, key, value, True))
-            else:
-                flat[target] = value
+    _place_attributes(
+        flat,
+        ((_RECORD_NAMESPACE, attribute_fields(record.attributes)), (_RESOURCE_NAMESPACE, resource_fields)),
+    )
+    return _nest(flat)
 
-    ecs_fields = set(flat)
-    ecs_objects = {prefix for key in flat for prefix in _prefixes(key)}
-    for clash_namespace, key, value, clashes in others:
-        name = key
-        if (
-            clashes
-            or key in flat
-            or key in ecs_objects
-            or key in _ECS_OBJECTS
-            or key.startswith("data_stream.")  # Elasticsearch's own: only type, dataset and namespace
-            or any(p in ecs_fields or p in _ECS_VALUES for p in _prefixes(key))
-        ):
-            name = _unique(clash_namespace + key, flat, ecs_objects)
-        flat[name] = value
+
+_ECS_SPAN_KINDS: dict[int, str] = {
+    SpanKind.INTERNAL: "INTERNAL",
+    SpanKind.SERVER: "SERVER",
+    SpanKind.CLIENT: "CLIENT",
+    SpanKind.PRODUCER: "PRODUCER",
+    SpanKind.CONSUMER: "CONSUMER",
+}
+
+
+def event_outcome(span: Span) -> str:
+    """ECS ``event.outcome`` of a span: failure, success or unknown (see the module docstring)."""
+    if span.is_error:
+        return "failure"
+    if span.status_code == StatusCode.OK or span.http_status_code is not None:
+        return "success"
+    return "unknown"
+
+
+def _flat_attributes(attributes: Mapping[Any, Any]) -> dict[str, Any]:
+    """Attributes under their dotted names, JSON-able, ``a`` beside ``a.b`` moved to ``a.value``."""
+    flat: dict[str, Any] = {}
+    for dotted, value in _flat_items(attributes):
+        key = dotted
+        if key in flat:  # "a.b" and {"a": {"b": ...}} flatten alike: keep both, the later one renamed
+            n = 2
+            while f"{dotted}_{n}" in flat:
+                n += 1
+            key = f"{dotted}_{n}"
+        flat[key] = _json_value(value)
     _resolve_object_conflicts(flat)
+    return flat
+
+
+def span_document(
+    span: Span,
+    dataset: str,
+    namespace: str,
+    now_unix_nano: int | None = None,
+    resource_fields: AttributeFields | None = None,
+) -> dict[str, Any]:
+    """The ECS document for one span routed to ``traces-<dataset>-<namespace>``.
+
+    ``resource_fields`` is ``attribute_fields(span.resource)``, when the caller has it already.
+    """
+    flat: dict[str, Any] = {}
+    ts = span.start_time_unix_nano if span.start_time_unix_nano > 0 else span.end_time_unix_nano
+    if ts <= 0:
+        ts = now_unix_nano if now_unix_nano is not None else time.time_ns()
+    flat["@timestamp"] = format_timestamp(ts)
+    flat["trace.id"] = span.trace_id
+    flat["span.id"] = span.span_id
+    if span.parent_span_id:
+        flat["parent.id"] = span.parent_span_id
+    flat["span.name"] = span.name
+    kind = _ECS_SPAN_KINDS.get(span.kind)
+    if kind is not None:
+        flat["span.kind"] = kind
+    flat["event.duration"] = span.duration_ns
+    flat["event.outcome"] = event_outcome(span)
+    if span.status_message:
+        flat["span.status.message"] = span.status_message
+    if span.events:
+        events = []
+        for event in span.events:
+            entry: dict[str, Any] = {"time": format_timestamp(event.time_unix_nano), "name": event.name}
+            if event.attributes:
+                entry["attributes"] = _flat_attributes(event.attributes)
+            events.append(entry)
+        flat["span.events"] = events
+    if span.links:
+        links = []
+        for link in span.links:
+            linked: dict[str, Any] = {"trace": {"id": link.trace_id}, "span": {"id": link.span_id}}
+            if link.attributes:
+                linked["attributes"] = _flat_attributes(link.attributes)
+            links.append(linked)
+        flat["span.links"] = links
+    scope: Scope | None = span.scope
+    if scope is not None and scope.name:
+        flat["service.framework.name"] = scope.name
+        if scope.version:
+            flat["service.framework.version"] = scope.version
+    flat["data_stream.type"] = TRACES
+    flat["data_stream.dataset"] = dataset
+    flat["data_stream.namespace"] = namespace
+
+    if resource_fields is None:
+        resource_fields = attribute_fields(span.resource)
+    sources = [(_RECORD_NAMESPACE, attribute_fields(span.attributes, _SPAN_SEMCONV_TO_ECS))]
+    if scope is not None and scope.attributes:
+        sources.append((_SCOPE_NAMESPACE, attribute_fields(scope.attributes)))
+    sources.append((_RESOURCE_NAMESPACE, resource_fields))
+    _place_attributes(flat, sources)
     return _nest(flat)
 
 
@@ -541,6 +697,21 @@ class DocumentIds:
             held = self._resources[id(record.resource)] = (record.resource, resource_digest(record.resource))
         digest = record_digest(record, held[1])
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _hex_id(value: Any, digits: int, what: str) -> str:
+    text = value.lower() if isinstance(value, str) else ""
+    if len(text) != digits or text.strip("0123456789abcdef") or not text.strip("0"):
+        raise ValueError(f"{what} {value!r} is not {digits} hex digits (and not all zeros)")
+    return text
+
+
+def span_document_id(span: Span) -> str:
+    """A span's ``_id``: its trace id and span id, lower-case hex (ValueError for invalid ids).
+
+    Unique per span and the same however often the span is sent, so a retry answers 409.
+    """
+    return _hex_id(span.trace_id, 32, "trace id") + _hex_id(span.span_id, 16, "span id")
 
 
 def document_ids(records: Iterable[LogRecord]) -> list[str]:

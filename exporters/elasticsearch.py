@@ -1,8 +1,14 @@
-"""The Elasticsearch exporter: log records as ECS documents, bulk-created into data streams.
+"""The Elasticsearch exporter: log records and spans as ECS documents, bulk-created into data streams.
 
-Each record becomes one ``create`` operation of a ``_bulk`` request into the data stream
-``logs-<dataset>-<namespace>`` (see exporters/ecs.py for the document and the name), with a
-deterministic ``_id``. The official async client (aiohttp) sends every request.
+Each log record becomes one ``create`` operation of a ``_bulk`` request into the data stream
+``logs-<dataset>-<namespace>``, each span one into ``traces-<dataset>-<namespace>`` (see
+exporters/ecs.py for the documents and the names), with a deterministic ``_id``: a hash of a log
+record, the trace id and span id of a span. The official async client (aiohttp) sends every request.
+
+Routing: ``data_stream.dataset`` (logs; default ``generic``), ``data_stream.traces_dataset`` (spans;
+default ``generic``) and ``data_stream.namespace`` (both) name the data streams; with
+``data_stream.dynamic`` a record's or span's own ``data_stream.dataset`` / ``data_stream.namespace``
+attributes (or its resource's) win.
 
 What happens to each record of a bulk request:
 
@@ -32,7 +38,10 @@ What happens when the whole request fails:
 
 Start never fails because Elasticsearch is down: the exporter logs it and, before its first bulk
 request, probes the cluster again (version, compatibility headers) and installs the index template
-when configured, so no data stream is created before its template exists.
+when configured, so no data stream is created before its template exists. With ``template.install``
+the logs template goes in at start (or before the first bulk request) and the traces template before
+the first span is sent: an exporter that never sees a span leaves the cluster's ``traces-*`` mappings
+alone.
 
 A known limit of ``_id`` deduplication: a data stream's ``_id``s are unique per backing index, so if
 the stream rolls over between an attempt that landed and its retry, the retry lands again.
@@ -74,11 +83,12 @@ from pydantic import Field, field_validator, model_validator
 
 from collector.component import ComponentConfig, ComponentContext, Exporter, RetryableExportError, register
 from collector.config.types import ClientTLS, Duration
-from collector.model import Batch, LogRecord, Signal
+from collector.model import Batch, LogRecord, Signal, Span
 from collector.sender import ExporterConfig
 from exporters import ecs
 
 TEMPLATE_FILE = Path(__file__).with_name("index_template.json")
+TRACES_TEMPLATE_FILE = Path(__file__).with_name("traces_index_template.json")
 
 # Only what classifying the items needs: the answer for 10 000 items stays small.
 BULK_FILTER_PATH = (
@@ -91,13 +101,16 @@ PROBE_TIMEOUT = 5.0
 
 
 class DataStreamConfig(ComponentConfig):
+    # Log records go to logs-<dataset>-<namespace>.
     dataset: str = ecs.DEFAULT_DATASET
+    # Spans go to traces-<traces_dataset>-<namespace>.
+    traces_dataset: str = ecs.DEFAULT_DATASET
     namespace: str = ecs.DEFAULT_NAMESPACE
-    # Route by the data_stream.dataset / data_stream.namespace attributes of a record (or of its
-    # resource) when present, sanitized as Elasticsearch's reroute processor does.
+    # Route by the data_stream.dataset / data_stream.namespace attributes of a record or span (or of
+    # its resource) when present, sanitized as Elasticsearch's reroute processor does.
     dynamic: bool = True
 
-    @field_validator("dataset")
+    @field_validator("dataset", "traces_dataset")
     @classmethod
     def _valid_dataset(cls, value: str) -> str:
         if not value or ecs.sanitize_dataset(value) != value:
@@ -120,14 +133,23 @@ class DataStreamConfig(ComponentConfig):
 
 
 class TemplateConfig(ComponentConfig):
-    # Install (overwrite) a composable index template at start: @timestamp as date_nanos and the
-    # fields this exporter writes typed as ECS says, on top of Elasticsearch's own logs@ components.
+    # Install (overwrite) composable index templates: @timestamp as date_nanos and the fields this
+    # exporter writes typed as ECS says, on top of Elasticsearch's own logs@ / traces@ components.
+    # The logs template goes in at start, the traces template before the first span is sent.
     install: bool = False
     name: str = Field(default="burnline-logs", min_length=1)
     index_patterns: list[str] = Field(default_factory=lambda: ["logs-*-*"], min_length=1)
-    # Above Elasticsearch's built-in "logs" template (100), below Elastic integrations' (200), which
-    # must keep winning for their own datasets.
+    traces_name: str = Field(default="burnline-traces", min_length=1)
+    traces_index_patterns: list[str] = Field(default_factory=lambda: ["traces-*-*"], min_length=1)
+    # Above Elasticsearch's built-in "logs" and "traces" templates (100), below Elastic integrations'
+    # (200 and up), which must keep winning for their own datasets.
     priority: int = Field(default=150, ge=0)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TemplateConfig:
+        if self.name == self.traces_name:
+            raise ValueError(f"name and traces_name are both {self.name!r}: each template needs its own")
+        return self
 
 
 class ElasticsearchConfig(ExporterConfig):
@@ -255,14 +277,42 @@ def _action_prefix(index: str) -> bytes:
     return b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":"'
 
 
+class _Encoding:
+    """What encoding one batch shares: the time, and each resource's fields computed once."""
+
+    def __init__(self) -> None:
+        self.now = time.time_ns()
+        self._resources: dict[int, tuple[Any, ecs.AttributeFields]] = {}
+
+    def resource_fields(self, resource: Any) -> ecs.AttributeFields:
+        held = self._resources.get(id(resource))
+        if held is None or held[0] is not resource:
+            held = self._resources[id(resource)] = (resource, ecs.attribute_fields(resource))
+        return held[1]
+
+
+def _source(document: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(ecs.utf8_safe(document), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _bulk_item(record: Any, index: str, doc_id: str, source: bytes) -> BulkItem:
+    return BulkItem(record, index, doc_id, _action_prefix(index) + doc_id.encode() + b'"}}\n', source)
+
+
+# What a record that cannot be encoded raises: it is dead-lettered, the rest of the batch goes on.
+_ENCODE_ERRORS = (TypeError, ValueError, RecursionError, orjson.JSONEncodeError)
+
+
 def encode_logs(
     items: Sequence[Any], data_stream: DataStreamConfig
 ) -> tuple[list[BulkItem], list[tuple[Any, str]]]:
     """Records -> bulk items (items already encoded pass through), and the records that cannot be
     encoded with the reason. Runs in a worker thread: it touches nothing shared."""
-    now = time.time_ns()
+    encoding = _Encoding()
     assign_id = ecs.DocumentIds()
-    resources: dict[int, tuple[Any, ecs.AttributeFields]] = {}  # resources are shared: map each once
     out: list[BulkItem] = []
     failed: list[tuple[Any, str]] = []
     default_dataset, default_namespace = data_stream.dataset, data_stream.namespace
@@ -281,33 +331,59 @@ def encode_logs(
                 dataset, namespace = default_dataset, default_namespace
             index = ecs.data_stream_name(ecs.LOGS, dataset, namespace)
             doc_id = assign_id(record)
-            held = resources.get(id(record.resource))
-            if held is None or held[0] is not record.resource:
-                held = resources[id(record.resource)] = (
-                    record.resource,
-                    ecs.attribute_fields(record.resource),
-                )
-            document = ecs.log_document(record, dataset, namespace, now, held[1])
-            try:
-                source = orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
-            except orjson.JSONEncodeError:
-                source = orjson.dumps(ecs.utf8_safe(document), option=orjson.OPT_APPEND_NEWLINE)
-        except (TypeError, ValueError, RecursionError, orjson.JSONEncodeError) as exc:
+            document = ecs.log_document(
+                record, dataset, namespace, encoding.now, encoding.resource_fields(record.resource)
+            )
+            source = _source(document)
+        except _ENCODE_ERRORS as exc:
             failed.append((record, f"{type(exc).__name__}: {exc}"))
             continue
-        out.append(
-            BulkItem(record, index, doc_id, _action_prefix(index) + doc_id.encode() + b'"}}\n', source)
-        )
+        out.append(_bulk_item(record, index, doc_id, source))
     return out, failed
 
 
-# One encoder per signal; each routes into its own data stream type. Traces go in beside logs as
-# ``encode_spans`` (ECS span/transaction documents into ``traces-<dataset>-<namespace>``, see
-# ecs.TRACES), with the signal added to ElasticsearchExporter.signals.
+def encode_spans(
+    items: Sequence[Any], data_stream: DataStreamConfig
+) -> tuple[list[BulkItem], list[tuple[Any, str]]]:
+    """Spans -> bulk items into ``traces-<dataset>-<namespace>`` (items already encoded pass
+    through), and the spans that cannot be encoded (an invalid trace or span id, ...) with the reason.
+    Runs in a worker thread: it touches nothing shared."""
+    encoding = _Encoding()
+    out: list[BulkItem] = []
+    failed: list[tuple[Any, str]] = []
+    default_dataset, default_namespace = data_stream.traces_dataset, data_stream.namespace
+    for span in items:
+        if isinstance(span, BulkItem):
+            out.append(span)
+            continue
+        try:
+            if not isinstance(span, Span):
+                raise TypeError(f"expected a Span, got {type(span).__name__}")
+            doc_id = ecs.span_document_id(span)
+            if data_stream.dynamic:
+                dataset, namespace = ecs.route(
+                    span.attributes, span.resource, default_dataset, default_namespace
+                )
+            else:
+                dataset, namespace = default_dataset, default_namespace
+            index = ecs.data_stream_name(ecs.TRACES, dataset, namespace)
+            document = ecs.span_document(
+                span, dataset, namespace, encoding.now, encoding.resource_fields(span.resource)
+            )
+            source = _source(document)
+        except _ENCODE_ERRORS as exc:
+            failed.append((span, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(_bulk_item(span, index, doc_id, source))
+    return out, failed
+
+
+# One encoder per signal; each routes into its own data stream type.
 _ENCODERS: dict[
     Signal, Callable[[Sequence[Any], DataStreamConfig], tuple[list[BulkItem], list[tuple[Any, str]]]]
 ] = {
     Signal.LOGS: encode_logs,
+    Signal.TRACES: encode_spans,
 }
 
 
@@ -380,9 +456,12 @@ def _is_media_type_error(exc: ApiError) -> bool:
     return exc.meta.status == 400 and _error_of(exc.body)[0] == "media_type_header_exception"
 
 
-@functools.lru_cache(maxsize=1)
-def _template_file() -> dict[str, Any]:
-    loaded: dict[str, Any] = orjson.loads(TEMPLATE_FILE.read_bytes())
+_TEMPLATE_FILES = {Signal.LOGS: TEMPLATE_FILE, Signal.TRACES: TRACES_TEMPLATE_FILE}
+
+
+@functools.lru_cache(maxsize=len(_TEMPLATE_FILES))
+def _template_file(signal: Signal) -> dict[str, Any]:
+    loaded: dict[str, Any] = orjson.loads(_TEMPLATE_FILES[signal].read_bytes())
     return loaded
 
 
@@ -394,7 +473,7 @@ def _template_file() -> dict[str, Any]:
 class ElasticsearchExporter(Exporter):
     type_name = "elasticsearch"
     config_model = ElasticsearchConfig
-    signals = frozenset({Signal.LOGS})
+    signals = frozenset(_ENCODERS)
 
     config: ElasticsearchConfig
 
@@ -409,9 +488,10 @@ class ElasticsearchExporter(Exporter):
                 {"gzip_level": config.compression_level if config.compression == "gzip" else None},
             ),
         )
-        self._ready = False
+        self._probed = False
         self._ready_lock = asyncio.Lock()
-        self._template_pending = config.template.install
+        # Signals whose index template is still to be installed (each before its first bulk request).
+        self._templates_pending: set[Signal] = set(self.signals) if config.template.install else set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -442,7 +522,7 @@ class ElasticsearchExporter(Exporter):
     async def start(self) -> None:
         self._client = self._make_client()
         try:
-            await self._get_ready(PROBE_TIMEOUT)
+            await self._get_ready(PROBE_TIMEOUT, Signal.LOGS)
         except _Unavailable as exc:
             self.log.warning(
                 "Elasticsearch (%s) is not reachable at start (%s); records stay queued and are sent once it "
@@ -464,19 +544,24 @@ class ElasticsearchExporter(Exporter):
 
     # -- getting ready: version probe and index template -------------------------------------------
 
-    async def _get_ready(self, timeout: float) -> None:
-        """Probes the cluster and installs the template once; raises _Unavailable to try later."""
+    def _ready_for(self, signal: Signal) -> bool:
+        return self._probed and signal not in self._templates_pending
+
+    async def _get_ready(self, timeout: float, signal: Signal) -> None:
+        """Probes the cluster once and installs ``signal``'s template once; raises _Unavailable to
+        try later."""
         async with self._ready_lock:
-            if self._ready:
+            if self._ready_for(signal):
                 return
             client = self.client.options(request_timeout=timeout)
             try:
-                await self._probe(client)
-                if self._template_pending:
-                    await self._install_template(client)
+                if not self._probed:
+                    await self._probe(client)
+                    self._probed = True
+                if signal in self._templates_pending:
+                    await self._install_template(client, signal)
             except TransportError as exc:
                 raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
-            self._ready = True
 
     async def _probe(self, client: AsyncElasticsearch) -> None:
         try:
@@ -510,26 +595,32 @@ class ElasticsearchExporter(Exporter):
         self._node_class.compat_major = major
         self.log.info("the cluster speaks REST API v%d: sending compatible-with=%d headers", major, major)
 
-    def template_body(self) -> dict[str, Any]:
-        """The composable index template installed when ``template.install`` is on."""
-        body = dict(_template_file())
-        body["index_patterns"] = list(self.config.template.index_patterns)
-        body["priority"] = self.config.template.priority
+    def template_name(self, signal: Signal = Signal.LOGS) -> str:
+        t = self.config.template
+        return t.traces_name if signal == Signal.TRACES else t.name
+
+    def template_body(self, signal: Signal = Signal.LOGS) -> dict[str, Any]:
+        """The composable index template for ``signal`` installed when ``template.install`` is on."""
+        t = self.config.template
+        body = dict(_template_file(signal))
+        body["index_patterns"] = list(
+            t.traces_index_patterns if signal == Signal.TRACES else t.index_patterns
+        )
+        body["priority"] = t.priority
         return body
 
-    async def _install_template(self, client: AsyncElasticsearch) -> None:
-        name = self.config.template.name
+    async def _install_template(self, client: AsyncElasticsearch, signal: Signal) -> None:
+        name = self.template_name(signal)
+        body = self.template_body(signal)
         try:
-            await client.indices.put_index_template(name=name, body=self.template_body())
+            await client.indices.put_index_template(name=name, body=body)
         except ApiError as exc:
             if exc.meta.status == 429 or exc.meta.status >= 500:
                 raise _Unavailable(f"index template answered HTTP {exc.meta.status}") from exc
             self.log.error("could not install index template %r (%s); exporting without it", name, exc)
         else:
-            self.log.info(
-                "installed index template %r for %s", name, ", ".join(self.config.template.index_patterns)
-            )
-        self._template_pending = False
+            self.log.info("installed index template %r for %s", name, ", ".join(body["index_patterns"]))
+        self._templates_pending.discard(signal)
 
     # -- export -------------------------------------------------------------------------------------
 
@@ -546,9 +637,9 @@ class ElasticsearchExporter(Exporter):
         if failed:
             self._dead_letter_unencodable(batch.signal, failed)
             outcome.rejected += len(failed)
-        if items and not self._ready:
+        if items and not self._ready_for(batch.signal):
             try:
-                await self._get_ready(min(PROBE_TIMEOUT, self.config.request_timeout))
+                await self._get_ready(min(PROBE_TIMEOUT, self.config.request_timeout), batch.signal)
             except _Unavailable:
                 outcome.again(items, "connection")
                 items = []

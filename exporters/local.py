@@ -1,6 +1,7 @@
 """The ``local`` exporter: burnline's embedded store, so ``burnline run`` works with nothing else installed.
 
-Records go to one SQLite file (stdlib ``sqlite3``) that ``burnline logs`` queries.
+Log records and spans go to one SQLite file (stdlib ``sqlite3``) that ``burnline logs`` and
+``burnline traces`` query.
 
 - WAL journal with ``synchronous=NORMAL``: readers (``burnline logs``) never block the writer and the
   writer never blocks them; a power cut can lose the last commits but never corrupts the file.
@@ -16,8 +17,15 @@ Records go to one SQLite file (stdlib ``sqlite3``) that ``burnline logs`` querie
   resources older than every remaining record. (Two different resources sharing a 64-bit hash is
   astronomically unlikely at the thousands of resources a store sees.)
 - The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS`` lists the steps, append-only,
-  and opening a store brings it up to date. A table per signal (``logs`` now, ``spans`` for traces
-  later) is one more migration plus one ``_SignalTable`` entry.
+  and opening a store brings it up to date. A table per signal (``logs``, ``spans``; metrics would be
+  one more) is one migration plus one ``_SignalTable`` entry.
+- Spans are unique by (trace id, span id): a span sent again (a client retrying after a lost
+  acknowledgement, a replayed queue) is counted as delivered and not stored twice. Each span row has
+  its error flag (``Span.is_error``: status ERROR, or a 5xx answer of a server span) so that
+  ``burnline traces --errors`` reads a small partial index.
+- Retention treats each table alike, by record time (a span's start time): ``max_age`` deletes older
+  spans and ``max_records`` bounds each table on its own. It deletes spans, not whole traces, so a
+  trace that straddles the cutoff loses its oldest spans first.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +55,7 @@ from collector.component import (
     register,
 )
 from collector.config.types import Duration
-from collector.model import Batch, LogRecord, Signal
+from collector.model import Batch, LogRecord, Signal, Span
 from collector.sender import ExporterConfig
 
 # PRAGMA application_id of every burnline store ("BNLS"): tells our files from other SQLite files.
@@ -60,7 +68,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 class RetentionConfig(ComponentConfig):
     # Records older than this (by record time) are deleted; 0 keeps them regardless of age.
     max_age: Duration = 7 * 86400.0
-    # The oldest records beyond this count are deleted; 0 means no limit.
+    # The oldest records beyond this count are deleted, per signal (logs and spans each); 0: no limit.
     max_records: int = Field(default=5_000_000, ge=0)
     check_interval: Duration = Field(default=60.0, gt=0)
     # Rows per delete transaction: small enough that a waiting export is not held up for long.
@@ -122,6 +130,38 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX logs_severity_time ON logs (severity_number, time_unix_nano)",
         # Partial: most log records carry no trace id and so cost this index nothing.
         "CREATE INDEX logs_trace ON logs (trace_id) WHERE trace_id IS NOT NULL",
+    ),
+    (
+        """
+        CREATE TABLE spans (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            trace_id TEXT NOT NULL,                -- lower-case hex
+            span_id TEXT NOT NULL,
+            parent_span_id TEXT,                   -- NULL for a root span
+            trace_state TEXT,
+            name TEXT NOT NULL,
+            kind INTEGER NOT NULL,                 -- OTLP SpanKind
+            start_time_unix_nano INTEGER NOT NULL, -- start, else end, else insert time
+            end_time_unix_nano INTEGER NOT NULL,
+            duration_ns INTEGER NOT NULL,
+            status_code INTEGER NOT NULL,          -- OTLP StatusCode: 0 unset, 1 ok, 2 error
+            status_message TEXT,
+            is_error INTEGER NOT NULL,             -- Span.is_error: status ERROR or a server's 5xx
+            service TEXT NOT NULL,                 -- resource service.name, '' when unknown
+            attributes TEXT,                       -- JSON object, NULL when empty
+            events TEXT,                           -- JSON array, NULL when empty
+            links TEXT,                            -- JSON array, NULL when empty
+            resource_id INTEGER,                   -- resources.id, NULL when empty
+            scope_name TEXT,
+            scope_version TEXT
+        )
+        """,
+        # Unique: a span sent twice is stored once. Also the index of every lookup by trace id.
+        "CREATE UNIQUE INDEX spans_trace_span ON spans (trace_id, span_id)",
+        "CREATE INDEX spans_time ON spans (start_time_unix_nano)",
+        "CREATE INDEX spans_service_time ON spans (service, start_time_unix_nano)",
+        # Partial: few spans fail, so `burnline traces --errors` reads a small index.
+        "CREATE INDEX spans_error_time ON spans (start_time_unix_nano) WHERE is_error = 1",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -245,29 +285,38 @@ class _Rows:
     records: list[Any]  # the record of each row
     resources: dict[int, list[Any]]  # id -> [attributes JSON, last_seen]
     rejected: list[tuple[Any, str]]
+    # id(resource dict) -> key: each shared resource dict is serialized once per batch
+    resource_ids: dict[int, int | None] = field(default_factory=dict)
+
+    def resource_id(self, resource: dict[str, Any], time_ns: int) -> int | None:
+        """The resources row of ``resource`` (None when empty), remembering ``time_ns`` as seen."""
+        if id(resource) in self.resource_ids:
+            rid = self.resource_ids[id(resource)]
+        else:
+            rid = None
+            if resource:
+                text = to_json(resource, sort_keys=True)
+                rid = _resource_key(text)
+                self.resources.setdefault(rid, [text, time_ns])
+            self.resource_ids[id(resource)] = rid
+        if rid is not None:
+            entry = self.resources[rid]
+            entry[1] = max(entry[1], time_ns)
+        return rid
+
+
+def _record_time(value: Any) -> int:
+    if not isinstance(value, int) or not _INT64_MIN <= value <= _INT64_MAX:
+        raise ValueError(f"time {value!r} is not Unix nanoseconds")
+    return value
 
 
 def _log_rows(records: Sequence[LogRecord], now_ns: int) -> _Rows:
     out = _Rows([], [], {}, [])
-    resource_ids: dict[int, int | None] = {}  # id(resource dict) -> key: one JSON per shared dict
     for rec in records:
         try:
-            time_ns = rec.time_unix_nano or rec.observed_time_unix_nano or now_ns
-            if not isinstance(time_ns, int) or not _INT64_MIN <= time_ns <= _INT64_MAX:
-                raise ValueError(f"time {time_ns!r} is not Unix nanoseconds")
-            res = rec.resource
-            if id(res) in resource_ids:
-                rid = resource_ids[id(res)]
-            else:
-                rid = None
-                if res:
-                    text = to_json(res, sort_keys=True)
-                    rid = _resource_key(text)
-                    out.resources.setdefault(rid, [text, time_ns])
-                resource_ids[id(res)] = rid
-            if rid is not None:
-                entry = out.resources[rid]
-                entry[1] = max(entry[1], time_ns)
+            time_ns = _record_time(rec.time_unix_nano or rec.observed_time_unix_nano or now_ns)
+            rid = out.resource_id(rec.resource, time_ns)
             body = rec.body
             if body is None or isinstance(body, str):
                 body_is_json = 0
@@ -297,6 +346,84 @@ def _log_rows(records: Sequence[LogRecord], now_ns: int) -> _Rows:
     return out
 
 
+def _hex_id(value: Any, digits: int, what: str) -> str:
+    """A trace or span id as stored: lower-case hex of its full length, never all zeros."""
+    text = value.lower() if isinstance(value, str) else ""
+    if len(text) != digits or text.strip("0123456789abcdef") or not text.strip("0"):
+        raise ValueError(f"{what} {value!r} is not {digits} hex digits (and not all zeros)")
+    return text
+
+
+def _events_json(span: Span) -> str | None:
+    if not span.events:
+        return None
+    return to_json(
+        [
+            {"time_unix_nano": e.time_unix_nano, "name": e.name, "attributes": e.attributes}
+            | ({"dropped_attributes_count": e.dropped_attributes_count} if e.dropped_attributes_count else {})
+            for e in span.events
+        ]
+    )
+
+
+def _links_json(span: Span) -> str | None:
+    if not span.links:
+        return None
+    out = []
+    for link in span.links:
+        entry: dict[str, Any] = {"trace_id": link.trace_id, "span_id": link.span_id}
+        if link.trace_state:
+            entry["trace_state"] = link.trace_state
+        if link.attributes:
+            entry["attributes"] = link.attributes
+        if link.flags:
+            entry["flags"] = link.flags
+        out.append(entry)
+    return to_json(out)
+
+
+def _span_rows(spans: Sequence[Span], now_ns: int) -> _Rows:
+    out = _Rows([], [], {}, [])
+    for span in spans:
+        try:
+            if not isinstance(span, Span):
+                raise TypeError(f"expected a Span, got {type(span).__name__}")
+            trace_id = _hex_id(span.trace_id, 32, "trace id")
+            span_id = _hex_id(span.span_id, 16, "span id")
+            parent = _hex_id(span.parent_span_id, 16, "parent span id") if span.parent_span_id else None
+            start = _record_time(span.start_time_unix_nano or span.end_time_unix_nano or now_ns)
+            end = _record_time(span.end_time_unix_nano or start)
+            rid = out.resource_id(span.resource, start)
+            scope = span.scope
+            out.rows.append(
+                (
+                    trace_id,
+                    span_id,
+                    parent,
+                    span.trace_state or None,
+                    str(span.name or ""),
+                    int(span.kind or 0),
+                    start,
+                    end,
+                    max(0, end - start),
+                    int(span.status_code or 0),
+                    span.status_message or None,
+                    int(span.is_error),
+                    span.service_name,
+                    to_json(span.attributes) if span.attributes else None,
+                    _events_json(span),
+                    _links_json(span),
+                    rid,
+                    (scope.name or None) if scope is not None else None,
+                    (scope.version or None) if scope is not None else None,
+                )
+            )
+            out.records.append(span)
+        except Exception as exc:  # a malformed span from a buggy producer: reject it, keep the rest
+            out.rejected.append((span, f"cannot convert: {type(exc).__name__}: {exc}"))
+    return out
+
+
 def _bindable(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """The row with text made valid UTF-8 (lone surrogates replaced); ValueError for other problems."""
     fixed: list[Any] = []
@@ -314,9 +441,10 @@ def _bindable(row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _SignalTable:
-    """How one signal is stored: its table and how a batch's items become rows."""
+    """How one signal is stored: its table, its record-time column and how items become rows."""
 
     name: str
+    time_column: str
     insert: str
     convert: Callable[[Sequence[Any], int], _Rows]
 
@@ -324,10 +452,22 @@ class _SignalTable:
 _TABLES: dict[Signal, _SignalTable] = {
     Signal.LOGS: _SignalTable(
         "logs",
+        "time_unix_nano",
         "INSERT INTO logs (time_unix_nano, observed_time_unix_nano, service, severity_number, severity_text,"
         " body, body_is_json, attributes, resource_id, trace_id, span_id, scope_name)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         _log_rows,
+    ),
+    Signal.TRACES: _SignalTable(
+        "spans",
+        "start_time_unix_nano",
+        "INSERT INTO spans (trace_id, span_id, parent_span_id, trace_state, name, kind, start_time_unix_nano,"
+        " end_time_unix_nano, duration_ns, status_code, status_message, is_error, service, attributes,"
+        " events, links, resource_id, scope_name, scope_version)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        # A span already stored (sent again after a lost acknowledgement) is delivered, not duplicated.
+        " ON CONFLICT (trace_id, span_id) DO NOTHING",
+        _span_rows,
     ),
 }
 
@@ -353,8 +493,9 @@ _ROW_ERRORS = (
 
 @dataclass(slots=True)
 class WriteResult:
-    inserted: int
+    inserted: int  # records delivered: stored now, or stored before (a span sent again)
     rejected: list[tuple[Any, str]]
+    duplicates: int = 0  # of ``inserted``, those that were already there
 
 
 class StoreWriter:
@@ -399,26 +540,28 @@ class StoreWriter:
         converted = table.convert(items, time.time_ns())
         conn = self.conn
         rejected = converted.rejected
-        inserted = 0
+        inserted = stored = 0
         with _transaction(conn):
             if converted.resources:
                 conn.executemany(_UPSERT_RESOURCE, ((k, v[0], v[1]) for k, v in converted.resources.items()))
             conn.execute("SAVEPOINT batch_rows")
             try:
-                conn.executemany(table.insert, converted.rows)
+                # rowcount sums the rows each execution changed: a conflict that did nothing adds 0.
+                stored = max(0, conn.executemany(table.insert, converted.rows).rowcount)
                 inserted = len(converted.rows)
             except _ROW_ERRORS:
                 # Some row cannot be bound (text that is not UTF-8, a number beyond 64 bits): undo the
                 # partial insert and go row by row, so only the bad records are rejected.
                 conn.execute("ROLLBACK TO batch_rows")
-                inserted = self._insert_one_by_one(table, converted)
+                inserted, stored = self._insert_one_by_one(table, converted)
             conn.execute("RELEASE batch_rows")
-        self.counts[table.name] = self.counts.get(table.name, 0) + inserted
-        return WriteResult(inserted, rejected)
+        self.counts[table.name] = self.counts.get(table.name, 0) + stored
+        return WriteResult(inserted, rejected, inserted - stored)
 
-    def _insert_one_by_one(self, table: _SignalTable, converted: _Rows) -> int:
+    def _insert_one_by_one(self, table: _SignalTable, converted: _Rows) -> tuple[int, int]:
+        """(records delivered, rows stored) of inserting each row on its own."""
         conn = self.conn
-        inserted = 0
+        inserted = stored = 0
         for rec, row in zip(converted.records, converted.rows, strict=True):
             try:
                 clean = _bindable(row)
@@ -426,25 +569,25 @@ class StoreWriter:
                 converted.rejected.append((rec, f"cannot store: {exc}"))
                 continue
             try:
-                conn.execute(table.insert, clean)
+                stored += max(0, conn.execute(table.insert, clean).rowcount)
             except sqlite3.IntegrityError as exc:  # this row's values; other errors fail the batch
                 converted.rejected.append((rec, f"cannot store: {exc}"))
                 continue
             inserted += 1
-        return inserted
+        return inserted, stored
 
     def delete_chunk(self, now_ns: int) -> int:
         """Deletes at most one chunk of what retention removes (too old first, then too many)."""
         total = 0
         r = self.retention
         for table in _TABLES.values():
-            name = table.name
+            name, column = table.name, table.time_column
             deleted = 0
             if r.max_age > 0:
                 cutoff = now_ns - int(r.max_age * 1e9)
                 deleted = self._delete(
-                    f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} WHERE time_unix_nano < ?"
-                    f" ORDER BY time_unix_nano LIMIT ?)",
+                    f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} WHERE {column} < ?"
+                    f" ORDER BY {column} LIMIT ?)",
                     (cutoff, r.delete_chunk),
                 )
             self.counts[name] = max(0, self.counts.get(name, 0) - deleted)
@@ -452,7 +595,7 @@ class StoreWriter:
             if r.max_records and deleted < r.delete_chunk and excess > 0:
                 wanted = min(excess, r.delete_chunk - deleted)
                 got = self._delete(
-                    f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} ORDER BY time_unix_nano LIMIT ?)",
+                    f"DELETE FROM {name} WHERE id IN (SELECT id FROM {name} ORDER BY {column} LIMIT ?)",
                     (wanted,),
                 )
                 deleted += got
@@ -471,7 +614,7 @@ class StoreWriter:
         conn = self.conn
         with _transaction(conn):
             oldest = [
-                conn.execute(f"SELECT min(time_unix_nano) FROM {t.name}").fetchone()[0]
+                conn.execute(f"SELECT min({t.time_column}) FROM {t.name}").fetchone()[0]
                 for t in _TABLES.values()
             ]
             present = [t for t in oldest if t is not None]
@@ -493,7 +636,7 @@ _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5,
 
 @register
 class LocalExporter(Exporter):
-    """Writes batches into the embedded SQLite store that ``burnline logs`` reads."""
+    """Writes batches into the embedded SQLite store that ``burnline logs`` and ``burnline traces`` read."""
 
     type_name = "local"
     config_model = LocalConfig

@@ -1,15 +1,20 @@
-"""``burnline logs``: query the local store that the ``local`` exporter writes.
+"""``burnline logs`` and ``burnline traces``: query the local store that the ``local`` exporter writes.
 
 The connection is read-only (``mode=ro``) and every query is one short read transaction: in WAL mode
 readers see a consistent snapshot, never wait for the writer and never make it wait, so querying or
-following a live store is safe. Text output is one line per record, oldest to newest of the most
-recent matches; ``--json`` prints one JSON object a line with every stored field.
+following a live store is safe. Text output is one line per record (per trace for ``burnline traces``),
+oldest to newest of the most recent matches; ``--json`` prints one JSON object a line with every
+stored field. ``burnline traces --trace-id ID`` prints one trace as a tree of spans.
+
+Logs and spans correlate by trace id: ``burnline logs --trace-id ID`` and ``burnline traces
+--trace-id ID`` each point to the other when the store has both.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sqlite3
 import sys
 import threading
@@ -23,11 +28,13 @@ from typing import Any, TextIO
 import orjson
 
 from collector.config.types import parse_duration
-from collector.model import severity_name
+from collector.model import SpanKind, StatusCode, severity_name
 from exporters.local import DEFAULT_FILE_NAME, SCHEMA_VERSION, LocalConfig, schema_problem, store_path
 
 # The oldest store schema whose logs table this module reads (raise it when a migration changes logs).
 LOGS_SCHEMA_MIN = 1
+# The oldest store schema with the spans table (schema 2 added it).
+TRACES_SCHEMA_MIN = 2
 
 LEVELS = {
     "trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "err": 17,
@@ -92,6 +99,15 @@ def parse_trace_id(text: str) -> str:
     return value
 
 
+def parse_min_duration(text: str) -> int:
+    """'250ms', '1.5s', '800us' -> nanoseconds."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return round(seconds * 1e9)
+
+
 def _limit(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 shows every match)")
@@ -114,20 +130,29 @@ examples:
   burnline logs --service checkout --level warn warnings and errors of one service
   burnline logs --grep timeout --since 15m      records whose body contains "timeout"
   burnline logs --trace-id 5b8efff798038103d269b633813fc60c
+                                                the records of one trace (its spans: burnline traces
+                                                --trace-id 5b8efff798038103d269b633813fc60c)
   burnline logs -f --level error                follow new errors (Ctrl-C stops)
   burnline logs --json --limit 0 --since 1d     everything of the last day, one JSON a line
 """
 
+_TRACES_EPILOG = """\
+examples:
+  burnline traces                               the last 20 traces of the last hour
+  burnline traces --service checkout --errors   traces in which a checkout span failed
+  burnline traces --min-duration 250ms --since 15m
+                                                slow traces of the last 15 minutes
+  burnline traces --trace-id 5b8efff798038103d269b633813fc60c
+                                                one trace as a tree of spans (its logs: burnline logs
+                                                --trace-id 5b8efff798038103d269b633813fc60c)
+  burnline traces --json --limit 0 --since 1d   every trace of the last day, one JSON a line
 
-def add_parser(subparsers: Any) -> None:
-    """Adds the ``logs`` subcommand to burnline's command line."""
-    p = subparsers.add_parser(
-        "logs",
-        help="query recent logs in the local store",
-        description="Shows log records from the local store (the `local` exporter's SQLite file).",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+A trace line: start time, trace id, duration (first span start to last span end), span count, ERROR
+when a span failed (status ERROR, or a 5xx answer of a server span), the root span's service and name.
+"""
+
+
+def _add_store_options(p: argparse.ArgumentParser) -> None:
     where = p.add_argument_group("store")
     where.add_argument(
         "--db",
@@ -136,6 +161,23 @@ def add_parser(subparsers: Any) -> None:
         f"else $BURNLINE_DATA_DIR/{DEFAULT_FILE_NAME}, else ./data/{DEFAULT_FILE_NAME})",
     )
     where.add_argument("-c", "--config", metavar="CONFIG", help="take the store path from this config file")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Adds the ``logs`` and ``traces`` subcommands to burnline's command line."""
+    _add_logs_parser(subparsers)
+    _add_traces_parser(subparsers)
+
+
+def _add_logs_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "logs",
+        help="query recent logs in the local store",
+        description="Shows log records from the local store (the `local` exporter's SQLite file).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_store_options(p)
     match = p.add_argument_group("filters")
     match.add_argument("-s", "--service", help="only this service (resource service.name)")
     match.add_argument(
@@ -155,7 +197,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="WHEN",
         help="records newer than a duration ago (15m, 2h, 7d) or a time (default: 1h)",
     )
-    match.add_argument("--trace-id", type=parse_trace_id, metavar="ID", help="only records of this trace")
+    match.add_argument(
+        "--trace-id",
+        type=parse_trace_id,
+        metavar="ID",
+        help="only records of this trace (its spans: burnline traces --trace-id ID)",
+    )
     out = p.add_argument_group("output")
     out.add_argument(
         "-n",
@@ -177,6 +224,62 @@ def add_parser(subparsers: Any) -> None:
         help="how often --follow looks for new records (default: 1s)",
     )
     p.set_defaults(func=run)
+
+
+def _add_traces_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "traces",
+        help="query recent traces in the local store",
+        description="Lists recent traces from the local store (the `local` exporter's SQLite file), or "
+        "shows one trace as a tree of spans.",
+        epilog=_TRACES_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_store_options(p)
+    one = p.add_argument_group("one trace")
+    one.add_argument(
+        "--trace-id",
+        type=parse_trace_id,
+        metavar="ID",
+        help="show this trace as a tree of spans, with durations and status (list filters do not apply)",
+    )
+    match = p.add_argument_group(
+        "filters", "--service, --since and --errors select traces with a span that matches all three"
+    )
+    match.add_argument("-s", "--service", help="with a span of this service (resource service.name)")
+    match.add_argument(
+        "--since",
+        default="1h",
+        type=parse_since,
+        metavar="WHEN",
+        help="with a span started less than a duration ago (15m, 2h, 7d) or after a time (default: 1h)",
+    )
+    match.add_argument(
+        "--errors",
+        action="store_true",
+        help="with a failed span (status ERROR, or a 5xx answer of a server span)",
+    )
+    match.add_argument(
+        "--min-duration",
+        type=parse_min_duration,
+        metavar="DURATION",
+        help="only traces that lasted at least this long (250ms, 1.5s), first span start to last span end",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "-n",
+        "--limit",
+        default=20,
+        type=_limit,
+        metavar="N",
+        help="the N most recent traces (default: 20; 0: all)",
+    )
+    out.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object a line: per trace, or per span (every field) with --trace-id",
+    )
+    p.set_defaults(func=run_traces)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -217,8 +320,9 @@ def _icontains(text: Any, needle: str) -> bool:
     return isinstance(text, str) and needle in text.casefold()
 
 
-def open_reader(path: Path) -> sqlite3.Connection:
-    """A read-only connection to the store at ``path``; QueryError when there is no usable store."""
+def open_reader(path: Path, min_version: int = LOGS_SCHEMA_MIN) -> sqlite3.Connection:
+    """A read-only connection to the store at ``path``; QueryError when there is no usable store (or
+    its schema is older than ``min_version``, the first to have the tables the caller reads)."""
     if not path.is_file():
         raise QueryError(
             f"no local store at {path} (burnline writes one once `burnline run` has a `local` exporter; "
@@ -240,8 +344,12 @@ def open_reader(path: Path) -> sqlite3.Connection:
         raise QueryError(f"cannot read {path}: {exc}") from None
     if problem is None and version == 0:
         problem = f"{path} is empty: burnline has not created its tables yet"
-    elif problem is None and version < LOGS_SCHEMA_MIN:
-        problem = f"{path} has an old store schema ({version}): start `burnline run` once to upgrade it"
+    elif problem is None and version < min_version:
+        problem = (
+            f"{path} has an old store schema ({version}, before this burnline kept "
+            f"{'spans' if min_version >= TRACES_SCHEMA_MIN else 'logs'}): start `burnline run` once "
+            "to upgrade it"
+        )
     if problem:
         conn.close()
         raise QueryError(problem)
@@ -517,6 +625,16 @@ def run(args: argparse.Namespace) -> int:
         rows, newest_id = recent(conn, query)
         if rows:
             emit(rows)
+        if args.trace_id is not None and not args.json:
+            # Logs and spans correlate by trace id: point to the trace's spans (on stderr: the output
+            # stays one record a line).
+            spans = trace_span_count(conn, args.trace_id)
+            if spans:
+                print(
+                    f"{_count(spans, 'span')} of this trace: burnline traces --trace-id {args.trace_id}"
+                    f"{_store_args(args)}",
+                    file=sys.stderr,
+                )
         if args.follow:
             try:
                 follow(conn, query, newest_id, emit, args.interval)
@@ -536,3 +654,431 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Traces: queries
+
+
+@dataclass(slots=True)
+class TraceQuery:
+    """Which traces to list: those with a span matching every filter set here."""
+
+    since_ns: int | None = None
+    service: str | None = None
+    errors_only: bool = False
+    min_duration_ns: int | None = None  # of the whole trace
+    limit: int = 20  # 0: no limit
+
+
+@dataclass(slots=True)
+class TraceSummary:
+    """One trace of the list: its extent, counts and root span."""
+
+    trace_id: str
+    start_time_unix_nano: int  # the earliest span start
+    end_time_unix_nano: int  # the latest span end
+    span_count: int
+    error_count: int
+    services: list[str]
+    root_name: str
+    root_service: str
+    root_span_id: str
+    has_root: bool  # False: no span without a parent is stored; the root_* are the earliest span's
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_time_unix_nano - self.start_time_unix_nano)
+
+
+@dataclass(slots=True)
+class StoredSpan:
+    """One row of the spans table; JSON columns stay JSON text until printed."""
+
+    id: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    trace_state: str | None
+    name: str
+    kind: int
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    duration_ns: int
+    status_code: int
+    status_message: str | None
+    is_error: bool
+    service: str
+    attributes: str | None
+    events: str | None
+    links: str | None
+    resource: str | None
+    scope_name: str | None
+    scope_version: str | None
+
+
+@dataclass(slots=True)
+class TreeSpan:
+    """A span placed in its trace's tree."""
+
+    span: StoredSpan
+    depth: int
+    orphan: bool  # its parent is not in the store (not received yet, or deleted by retention)
+
+
+def _trace_filters(q: TraceQuery) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if q.since_ns is not None:
+        where.append("start_time_unix_nano >= ?")
+        params.append(q.since_ns)
+    if q.service is not None:
+        where.append("service = ?")
+        params.append(q.service)
+    if q.errors_only:
+        where.append("is_error = 1")  # a literal, so that the partial index applies
+    return where, params
+
+
+def recent_traces(conn: sqlite3.Connection, q: TraceQuery) -> list[TraceSummary]:
+    """The ``q.limit`` most recently started traces with a matching span, oldest first.
+
+    Each is summed up over all of its stored spans, not only the matching ones.
+    """
+    where, params = _trace_filters(q)
+    having = ""
+    if q.min_duration_ns is not None:
+        having = " HAVING max(s.end_time_unix_nano) - min(s.start_time_unix_nano) >= ?"
+        params.append(q.min_duration_ns)
+    sql = (
+        "WITH matched AS (SELECT DISTINCT trace_id FROM spans"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + "), summary AS ("
+        " SELECT s.trace_id AS trace_id, min(s.start_time_unix_nano) AS start,"
+        " max(s.end_time_unix_nano) AS end, count(*) AS spans, sum(s.is_error) AS errors,"
+        " json_group_array(DISTINCT s.service) AS services"
+        " FROM spans AS s JOIN matched USING (trace_id) GROUP BY s.trace_id"
+        + having
+        + " ORDER BY start DESC, trace_id LIMIT ?)"
+        # The root: a span without a parent, else (the root is not stored) the earliest span.
+        " SELECT summary.trace_id, summary.start, summary.end, summary.spans, summary.errors,"
+        " summary.services, root.name, root.service, root.span_id, root.parent_span_id IS NULL"
+        " FROM summary JOIN spans AS root ON root.id = (SELECT r.id FROM spans AS r"
+        " WHERE r.trace_id = summary.trace_id"
+        " ORDER BY r.parent_span_id IS NOT NULL, r.start_time_unix_nano, r.id LIMIT 1)"
+        " ORDER BY summary.start, summary.trace_id"
+    )
+    with _snapshot(conn):
+        rows = conn.execute(sql, [*params, q.limit or -1]).fetchall()
+    out = []
+    for trace_id, start, end, spans, errors, services, name, service, span_id, has_root in rows:
+        names = orjson.loads(services)
+        out.append(
+            TraceSummary(
+                trace_id, start, end, spans, errors, sorted(names), name, service, span_id, bool(has_root)
+            )
+        )
+    return out
+
+
+_SELECT_SPANS = (
+    "SELECT s.id, s.trace_id, s.span_id, s.parent_span_id, s.trace_state, s.name, s.kind,"
+    " s.start_time_unix_nano, s.end_time_unix_nano, s.duration_ns, s.status_code, s.status_message,"
+    " s.is_error, s.service, s.attributes, s.events, s.links,"
+    " (SELECT r.attributes FROM resources AS r WHERE r.id = s.resource_id),"
+    " s.scope_name, s.scope_version FROM spans AS s"
+)
+
+
+def trace_spans(conn: sqlite3.Connection, trace_id: str) -> list[StoredSpan]:
+    """Every stored span of one trace, by start time."""
+    with _snapshot(conn):
+        rows = conn.execute(
+            _SELECT_SPANS + " WHERE s.trace_id = ? ORDER BY s.start_time_unix_nano, s.id", (trace_id,)
+        ).fetchall()
+    return [StoredSpan(*row) for row in rows]
+
+
+def span_tree(spans: list[StoredSpan]) -> list[TreeSpan]:
+    """The spans in tree order (each parent before its children, siblings by start time).
+
+    Spans whose parent is not stored are roots too, marked as orphans. Malformed input (a span that
+    is its own ancestor) cannot loop: every span is placed exactly once.
+    """
+    ids = {s.span_id for s in spans}
+    children: dict[str, list[StoredSpan]] = {}
+    roots: list[StoredSpan] = []
+    for span in spans:  # already by start time, so every list below is too
+        parent = span.parent_span_id
+        if parent and parent in ids and parent != span.span_id:
+            children.setdefault(parent, []).append(span)
+        else:
+            roots.append(span)
+    out: list[TreeSpan] = []
+    placed: set[int] = set()
+
+    def walk(top: StoredSpan) -> None:
+        # Iterative: a trace thousands of spans deep must not hit the recursion limit.
+        stack = [(top, 0)]
+        while stack:
+            span, depth = stack.pop()
+            if span.id in placed:
+                continue
+            placed.add(span.id)
+            orphan = depth == 0 and bool(span.parent_span_id)
+            out.append(TreeSpan(span, depth, orphan))
+            stack.extend((child, depth + 1) for child in reversed(children.get(span.span_id, [])))
+
+    for root in roots:
+        walk(root)
+    for span in spans:  # spans in a parent cycle: reachable from no root
+        if span.id not in placed:
+            walk(span)
+    return out
+
+
+def trace_logs(conn: sqlite3.Connection, trace_id: str) -> tuple[int, int | None]:
+    """How many log records of the trace the store has and the time of the first (the logs_trace
+    index answers)."""
+    count, first = conn.execute(
+        "SELECT count(*), min(time_unix_nano) FROM logs WHERE trace_id = ?", (trace_id,)
+    ).fetchone()
+    return int(count), first
+
+
+def trace_span_count(conn: sqlite3.Connection, trace_id: str) -> int:
+    """How many spans of the trace the store has (0 when the store predates spans)."""
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) < TRACES_SCHEMA_MIN:
+        return 0
+    return int(conn.execute("SELECT count(*) FROM spans WHERE trace_id = ?", (trace_id,)).fetchone()[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Traces: output
+
+
+def format_duration(ns: int) -> str:
+    """Nanoseconds -> '0s', '850ns', '12.5µs', '250ms', '1.23s', '2m05s', '1h02m'."""
+    if ns <= 0:
+        return "0s"
+    if ns < 1_000:
+        return f"{ns}ns"
+    # Each unit while the rounded value stays below the next unit (999.97µs is "1ms", not "1000µs").
+    for unit, size, decimals, below in (("µs", 1e3, 1, 1000), ("ms", 1e6, 1, 1000), ("s", 1e9, 2, 60)):
+        value = round(ns / size, decimals)
+        if value < below:
+            return _trim(f"{value:.{decimals}f}") + unit
+    whole = round(ns / 1e9)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def _trim(number: str) -> str:
+    return number.rstrip("0").rstrip(".") if "." in number else number
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return SpanKind(kind).name.lower() if kind else ""
+    except ValueError:
+        return str(kind)
+
+
+def _status_name(code: int) -> str:
+    try:
+        return StatusCode(code).name.lower()
+    except ValueError:
+        return str(code)
+
+
+def format_trace_line(t: TraceSummary) -> str:
+    """``<start>  <trace id>  <duration>  <spans>  ERROR|-  <root service>  <root name>``."""
+    parts = [
+        iso_time(t.start_time_unix_nano),
+        t.trace_id,
+        f"{format_duration(t.duration_ns):>8}",
+        f"{_count(t.span_count, 'span'):>9}",
+        "ERROR" if t.error_count else "-    ",
+        _clean(t.root_service) or "-",
+        _clean(t.root_name) or "-",
+    ]
+    line = "  ".join(parts)
+    return line if t.has_root else line + "  (root span not stored)"
+
+
+def format_trace_json(t: TraceSummary) -> bytes:
+    return orjson.dumps(
+        {
+            "trace_id": t.trace_id,
+            "start": iso_time(t.start_time_unix_nano, digits=9),
+            "start_time_unix_nano": t.start_time_unix_nano,
+            "end_time_unix_nano": t.end_time_unix_nano,
+            "duration_ns": t.duration_ns,
+            "span_count": t.span_count,
+            "error_count": t.error_count,
+            "error": t.error_count > 0,
+            "services": t.services,
+            "root_name": t.root_name,
+            "root_service": t.root_service,
+            "root_span_id": t.root_span_id,
+            "has_root": t.has_root,
+        }
+    )
+
+
+def format_tree_header(spans: list[StoredSpan]) -> str:
+    start = min(s.start_time_unix_nano for s in spans)
+    end = max(s.end_time_unix_nano for s in spans)
+    errors = sum(1 for s in spans if s.is_error)
+    services = sorted({s.service for s in spans})
+    return "  ".join(
+        [
+            f"trace {spans[0].trace_id}",
+            iso_time(start),
+            format_duration(max(0, end - start)),
+            _count(len(spans), "span"),
+            _count(errors, "error"),
+            "services: " + _clean(", ".join(s or "-" for s in services)),
+        ]
+    )
+
+
+_TREE_INDENT_MAX = 40  # levels; deeper spans are drawn at this depth (their order still shows nesting)
+
+
+def format_tree_line(node: TreeSpan, trace_start_ns: int) -> str:
+    """``+offset  duration  status  <indent>name  (service, kind)  span_id=...  [status message]``."""
+    s = node.span
+    offset = max(0, s.start_time_unix_nano - trace_start_ns)
+    status = "ERROR" if s.is_error else ("ok" if s.status_code == StatusCode.OK else "-")
+    where = ", ".join(p for p in (_clean(s.service) or "-", _kind_name(s.kind)) if p)
+    line = (
+        f"{'+' + format_duration(offset):>9}  {format_duration(s.duration_ns):>8}  {status:<5}  "
+        f"{'  ' * min(node.depth, _TREE_INDENT_MAX)}{_clean(s.name) or '-'}  ({where})  span_id={s.span_id}"
+    )
+    if s.status_message:
+        line += f"  status_message={_logfmt_value(s.status_message)}"
+    if node.orphan:
+        line += f"  (parent {s.parent_span_id} not stored)"
+    return line
+
+
+def format_span_json(node: TreeSpan) -> bytes:
+    """Every stored field of the span, its depth in the tree and whether its parent is missing."""
+    s = node.span
+    return orjson.dumps(
+        {
+            "trace_id": s.trace_id,
+            "span_id": s.span_id,
+            "parent_span_id": s.parent_span_id or "",
+            "trace_state": s.trace_state or "",
+            "name": s.name,
+            "kind": _kind_name(s.kind),
+            "start": iso_time(s.start_time_unix_nano, digits=9),
+            "start_time_unix_nano": s.start_time_unix_nano,
+            "end_time_unix_nano": s.end_time_unix_nano,
+            "duration_ns": s.duration_ns,
+            "status": _status_name(s.status_code),
+            "status_code": s.status_code,
+            "status_message": s.status_message or "",
+            "error": bool(s.is_error),
+            "service": s.service,
+            "attributes": orjson.Fragment(s.attributes or "{}"),
+            "events": orjson.Fragment(s.events or "[]"),
+            "links": orjson.Fragment(s.links or "[]"),
+            "resource": orjson.Fragment(s.resource or "{}"),
+            "scope_name": s.scope_name or "",
+            "scope_version": s.scope_version or "",
+            "depth": node.depth,
+            "orphan": node.orphan,
+        }
+    )
+
+
+def _store_args(args: argparse.Namespace) -> str:
+    """The store options of this command line, to repeat in a suggested command."""
+    if args.db:
+        return " --db " + shlex.quote(args.db)
+    if args.config:
+        return " -c " + shlex.quote(args.config)
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Traces: the command
+
+
+def run_traces(args: argparse.Namespace) -> int:
+    """``burnline traces``; returns the exit status."""
+    path: Path | None = None
+    try:
+        path = resolve_db(args.db, args.config)
+        conn = open_reader(path, TRACES_SCHEMA_MIN)
+    except QueryError as exc:
+        print(f"burnline traces: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.trace_id is not None:
+            return _show_trace(conn, args, path)
+        query = TraceQuery(
+            since_ns=args.since,
+            service=args.service,
+            errors_only=args.errors,
+            min_duration_ns=args.min_duration,
+            limit=args.limit,
+        )
+        traces = recent_traces(conn, query)
+        if args.json:
+            sys.stdout.write("".join(format_trace_json(t).decode() + "\n" for t in traces))
+        else:
+            sys.stdout.write("".join(format_trace_line(t) + "\n" for t in traces))
+        sys.stdout.flush()
+        return 0
+    except sqlite3.Error as exc:
+        print(f"burnline traces: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    finally:
+        conn.close()
+
+
+def _logs_command(trace_id: str, since_ns: int, args: argparse.Namespace) -> str:
+    # A minute's margin: a service's clock, or logging before the span starts, may lead the trace.
+    since = iso_time(since_ns - 60 * 1_000_000_000)
+    return f"burnline logs --trace-id {trace_id} --since {since} -n 0{_store_args(args)}"
+
+
+def _show_trace(conn: sqlite3.Connection, args: argparse.Namespace, path: Path) -> int:
+    trace_id = args.trace_id
+    spans = trace_spans(conn, trace_id)
+    with _snapshot(conn):
+        logs, first_log = trace_logs(conn, trace_id)
+    if not spans:
+        hint = ""
+        if logs and first_log is not None:
+            hint = f"; it has {_count(logs, 'log record')}: {_logs_command(trace_id, first_log, args)}"
+        print(f"burnline traces: no spans of trace {trace_id} in {path}{hint}", file=sys.stderr)
+        return 1
+    tree = span_tree(spans)
+    if args.json:
+        sys.stdout.write("".join(format_span_json(node).decode() + "\n" for node in tree))
+        sys.stdout.flush()
+        return 0
+    start = min(s.start_time_unix_nano for s in spans)
+    lines = [format_tree_header(spans), *(format_tree_line(node, start) for node in tree)]
+    if logs and first_log is not None:
+        command = _logs_command(trace_id, min(start, first_log), args)
+        lines.append(f"{_count(logs, 'log record')} of this trace: {command}")
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    sys.stdout.flush()
+    return 0

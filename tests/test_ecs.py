@@ -1,4 +1,4 @@
-"""LogRecord -> ECS document, data stream names and deterministic ``_id``s (exporters/ecs.py)."""
+"""LogRecord and Span -> ECS documents, data stream names and deterministic ``_id``s (exporters/ecs.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.model import LogRecord, Severity
+from collector.model import LogRecord, Scope, Severity, Span, SpanEvent, SpanKind, SpanLink, StatusCode
 from exporters import ecs
 
 T0 = 1_714_564_800_123_456_789  # 2024-05-01T12:00:00.123456789Z
@@ -416,3 +416,250 @@ def test_ids_of_odd_values_are_deterministic() -> None:
     assert ecs.document_ids([record(attributes={"v": b"AA=="})]) != ecs.document_ids(
         [record(attributes={"v": "AA=="})]
     )
+
+
+# -- spans --------------------------------------------------------------------------------------------
+
+TRACE = "01020304050607080807060504030201"
+SPAN = "1920212223242526"
+
+
+def span(**kwargs: Any) -> Span:
+    kwargs.setdefault("trace_id", TRACE)
+    kwargs.setdefault("span_id", SPAN)
+    kwargs.setdefault("name", "client span")
+    kwargs.setdefault("start_time_unix_nano", T0)
+    kwargs.setdefault("end_time_unix_nano", T0 + 1_000_000_000)
+    return Span(**kwargs)
+
+
+def span_doc(**kwargs: Any) -> dict[str, Any]:
+    return ecs.span_document(span(**kwargs), "generic", "default", now_unix_nano=1)
+
+
+def test_span_document_follows_the_collectors_ecs_mode() -> None:
+    """The OpenTelemetry Collector's TestEncodeSpanECSMode, plus what burnline adds (duration, events,
+    the framework, the data stream)."""
+    resource = {
+        "cloud.provider": "aws",
+        "deployment.environment.name": "BETA",
+        "service.instance.id": "23",
+        "service.name": "some-service",
+        "service.version": "env-version-1234",
+        "k8s.pod.name": "pod-1",
+    }
+    d = span_doc(
+        parent_span_id="0102030405060708",
+        kind=SpanKind.CLIENT,
+        status_code=StatusCode.ERROR,
+        status_message="Test",
+        attributes={
+            "db.system": "sql",
+            "db.namespace": "users",
+            "db.query.text": "SELECT * FROM users WHERE user_id=?",
+            "http.response.body.size": 312,
+        },
+        links=[
+            SpanLink(TRACE, "1112131415161718"),
+            SpanLink("21222324252627282827262524232221", "3132333435363738", attributes={"why": "batch"}),
+        ],
+        events=[SpanEvent(T0 + 5, "exception", {"exception.type": "IOError", "exception.message": "eof"})],
+        resource=resource,
+        scope=Scope("io.opentelemetry.jdbc", "2.1.0"),
+    )
+    assert d == {
+        "@timestamp": "2024-05-01T12:00:00.123456789Z",
+        "trace": {"id": TRACE},
+        "span": {
+            "id": SPAN,
+            "name": "client span",
+            "kind": "CLIENT",
+            "db": {"type": "sql", "instance": "users", "statement": "SELECT * FROM users WHERE user_id=?"},
+            "status": {"message": "Test"},
+            "events": [
+                {
+                    "time": "2024-05-01T12:00:00.123456794Z",
+                    "name": "exception",
+                    "attributes": {"exception.type": "IOError", "exception.message": "eof"},
+                }
+            ],
+            "links": [
+                {"trace": {"id": TRACE}, "span": {"id": "1112131415161718"}},
+                {
+                    "trace": {"id": "21222324252627282827262524232221"},
+                    "span": {"id": "3132333435363738"},
+                    "attributes": {"why": "batch"},
+                },
+            ],
+        },
+        "parent": {"id": "0102030405060708"},
+        "event": {"duration": 1_000_000_000, "outcome": "failure"},
+        "service": {
+            "name": "some-service",
+            "version": "env-version-1234",
+            "environment": "BETA",
+            "node": {"name": "23"},
+            "framework": {"name": "io.opentelemetry.jdbc", "version": "2.1.0"},
+        },
+        "cloud": {"provider": "aws"},
+        "kubernetes": {"pod": {"name": "pod-1"}},
+        "http": {"response": {"encoded_body_size": 312}},
+        "data_stream": {"type": "traces", "dataset": "generic", "namespace": "default"},
+    }
+
+
+def test_root_span_has_no_parent_and_unspecified_kind_no_kind() -> None:
+    d = span_doc()
+    assert "parent" not in d
+    assert "kind" not in d["span"]
+    assert set(d["span"]) == {"id", "name"}
+    assert d["event"] == {"duration": 1_000_000_000, "outcome": "unknown"}
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "attributes", "outcome"),
+    [
+        (StatusCode.OK, SpanKind.SERVER, {}, "success"),
+        (StatusCode.ERROR, SpanKind.INTERNAL, {}, "failure"),
+        (StatusCode.UNSET, SpanKind.INTERNAL, {}, "unknown"),
+        (StatusCode.UNSET, SpanKind.SERVER, {"http.response.status_code": 503}, "failure"),
+        (StatusCode.UNSET, SpanKind.SERVER, {"http.status_code": "500"}, "failure"),  # pre-1.21 name
+        (StatusCode.UNSET, SpanKind.SERVER, {"http.response.status_code": 404}, "success"),  # the client's
+        (StatusCode.UNSET, SpanKind.CLIENT, {"http.response.status_code": 503}, "success"),  # server marks it
+        (StatusCode.OK, SpanKind.SERVER, {"http.response.status_code": 500}, "failure"),
+    ],
+)
+def test_event_outcome_is_burnlines_error_definition(
+    status: StatusCode, kind: SpanKind, attributes: dict[str, Any], outcome: str
+) -> None:
+    s = span(status_code=status, kind=kind, attributes=attributes)
+    assert ecs.event_outcome(s) == outcome
+    assert (outcome == "failure") == s.is_error
+    assert ecs.span_document(s, "generic", "default")["event"]["outcome"] == outcome
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        (SpanKind.INTERNAL, "INTERNAL"),
+        (SpanKind.SERVER, "SERVER"),
+        (SpanKind.CLIENT, "CLIENT"),
+        (SpanKind.PRODUCER, "PRODUCER"),
+        (SpanKind.CONSUMER, "CONSUMER"),
+    ],
+)
+def test_span_kind_names_are_elastic_apms(kind: SpanKind, name: str) -> None:
+    assert span_doc(kind=kind)["span"]["kind"] == name
+
+
+def test_span_timestamp_falls_back_to_end_then_now() -> None:
+    assert span_doc(start_time_unix_nano=0)["@timestamp"] == ecs.format_timestamp(T0 + 1_000_000_000)
+    d = ecs.span_document(span(start_time_unix_nano=0, end_time_unix_nano=0), "generic", "default", T0)
+    assert d["@timestamp"] == ecs.format_timestamp(T0)
+    assert d["event"]["duration"] == 0
+
+
+def test_span_attributes_clashing_with_span_fields_move_under_attributes() -> None:
+    d = span_doc(
+        attributes={
+            "span.name": "mine",
+            "trace": "t",
+            "event.outcome": "great",
+            "messaging.operation.name": "x",
+        },
+        resource={"service.name": "svc", "span.id": "r"},
+        scope=Scope("lib", attributes={"service.name": "from scope", "lib.flag": True}),
+    )
+    assert d["span"]["name"] == "client span" and d["span"]["id"] == SPAN
+    assert d["span"]["action"] == "x"  # messaging.operation.name, as the Collector maps it
+    assert d["event"]["outcome"] == "unknown"
+    assert d["attributes"] == {"span": {"name": "mine"}, "trace": "t", "event": {"outcome": "great"}}
+    # Scope attributes rank between the span's and the resource's.
+    assert d["service"]["name"] == "from scope"
+    assert d["resource"]["attributes"] == {"service": {"name": "svc"}, "span": {"id": "r"}}
+    assert d["lib"] == {"flag": True}
+
+
+def test_older_database_conventions_map_too_and_the_newer_wins() -> None:
+    d = span_doc(attributes={"db.statement": "SELECT 1", "db.name": "shop"})
+    assert d["span"]["db"] == {"statement": "SELECT 1", "instance": "shop"}
+    both = span_doc(attributes={"db.query.text": "SELECT 2", "db.statement": "SELECT 1"})
+    assert both["span"]["db"]["statement"] == "SELECT 2"
+    assert both["attributes"] == {"db": {"statement": "SELECT 1"}}
+
+
+def test_event_and_link_attributes_stay_dotted_and_conflict_free() -> None:
+    d = span_doc(
+        events=[
+            SpanEvent(T0, "a", {"x": 1, "x.y": 2, "nested": {"k": b"\x00"}, "none": None}),
+            SpanEvent(T0 + 1, "b"),
+        ],
+        links=[SpanLink(TRACE, SPAN, attributes={"big": 2**70})],
+    )
+    first, second = d["span"]["events"]
+    assert first["attributes"] == {"x.value": 1, "x.y": 2, "nested.k": "AA=="}
+    assert second == {"time": ecs.format_timestamp(T0 + 1), "name": "b"}
+    assert d["span"]["links"][0]["attributes"] == {"big": str(2**70)}
+
+
+def test_span_routing_attributes_choose_the_stream_and_are_not_copied() -> None:
+    s = span(attributes={"data_stream.dataset": "Checkout"}, resource={"data_stream.namespace": "prod"})
+    dataset, namespace = ecs.route(s.attributes, s.resource, "generic", "default")
+    assert (dataset, namespace) == ("checkout", "prod")
+    d = ecs.span_document(s, dataset, namespace)
+    assert d["data_stream"] == {"type": "traces", "dataset": "checkout", "namespace": "prod"}
+    assert "attributes" not in d and "resource" not in d
+
+
+def test_span_document_id_is_trace_and_span_id() -> None:
+    assert ecs.span_document_id(span()) == TRACE + SPAN
+    assert ecs.span_document_id(span(trace_id=TRACE.upper())) == TRACE + SPAN
+    # Only the identity counts: the same span resent with other content keeps its _id.
+    assert ecs.span_document_id(span(name="renamed", end_time_unix_nano=T0 + 5)) == TRACE + SPAN
+    assert ecs.span_document_id(span(span_id="1920212223242527")) != TRACE + SPAN
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        {"trace_id": ""},
+        {"trace_id": "0" * 32},
+        {"trace_id": "xyz" + "0" * 29},
+        {"trace_id": "ab" * 8},  # 64-bit: not an OpenTelemetry trace id
+        {"span_id": ""},
+        {"span_id": "0" * 16},
+        {"span_id": "1" * 15},
+    ],
+)
+def test_invalid_span_ids_have_no_document_id(ids: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="hex digits"):
+        ecs.span_document_id(span(**ids))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attributes=st.dictionaries(_keys, _trees, max_size=6),
+    resource=st.dictionaries(_keys, _trees, max_size=6),
+    event_attributes=st.dictionaries(_keys, _trees, max_size=6),
+)
+def test_every_span_attribute_lands_once_and_no_path_is_both_value_and_object(
+    attributes: dict[str, Any], resource: dict[str, Any], event_attributes: dict[str, Any]
+) -> None:
+    bare = span_doc(events=[SpanEvent(T0, "e")])
+    full = span_doc(attributes=attributes, resource=resource, events=[SpanEvent(T0, "e", event_attributes)])
+    event = full["span"].pop("events")[0]
+    bare["span"].pop("events")
+    assert leaf_count(full) == leaf_count(bare) + leaf_count(attributes) + leaf_count(resource)
+    assert leaf_count(event.get("attributes", {})) == leaf_count(event_attributes)
+    for key in ("@timestamp", "trace", "data_stream", "event"):
+        assert full[key] == bare[key]
+    assert full["span"]["id"] == SPAN and full["span"]["name"] == "client span"
+    names = set(event.get("attributes", {}))
+    assert not any(n.startswith(m + ".") for n in names for m in names)  # no value is also an object
+    orjson.dumps(full)
+
+
+def test_event_attributes_that_flatten_to_one_name_are_both_kept() -> None:
+    """Found by the property test above: {"a.b": 0, "a": {"b": 1}} used to lose one value."""
+    doc = span_doc(events=[SpanEvent(T0, "e", {"a.b": 0, "a": {"b": 1}})])
+    assert doc["span"]["events"][0]["attributes"] == {"a.b": 0, "a.b_2": 1}

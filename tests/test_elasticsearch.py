@@ -19,13 +19,13 @@ from fluent import sender as fluent_sender
 from pydantic import ValidationError
 
 from collector.component import RetryableExportError, registered
-from collector.model import Batch, LogRecord, Signal
+from collector.model import Batch, LogRecord, Scope, Signal, Span, SpanEvent, SpanKind, SpanLink, StatusCode
 from collector.queue import MemoryQueue
 from collector.sender import QueueSender
 from collector.telemetry import Telemetry
 from exporters.elasticsearch import ElasticsearchConfig, ElasticsearchExporter, _retry_after
 from tests.doubles.elasticsearch import ElasticsearchDouble
-from tests.support import free_port, metric_value, running_service, wait_until
+from tests.support import InjectReceiver, free_port, metric_value, running_service, wait_until
 from tests.test_elasticsearch_real import CORE_CHECKS, Check, Target, new_exporter
 
 T0 = 1_714_564_800_000_000_000
@@ -605,7 +605,7 @@ async def test_index_template_only_when_configured(es: ElasticsearchDouble, tmp_
     exporter = await started(es, tmp_path)
     assert await exporter.export(batch(logs(1))) == 1
     await exporter.stop()
-    assert set(es.templates) == {"logs"}
+    assert set(es.templates) == {"logs", "traces"}  # Elasticsearch's built-in ones
     assert es.data_streams["logs-generic-default"].template == "logs"
 
     exporter = await started(es, tmp_path, template={"install": True}, data_stream={"dataset": "web"})
@@ -617,6 +617,8 @@ async def test_index_template_only_when_configured(es: ElasticsearchDouble, tmp_
     assert es.data_streams["logs-web-default"].template == "burnline-logs"
     [backing] = es.data_streams["logs-web-default"].indices
     assert es.indices[backing].kinds["@timestamp"] == "date_nanos"
+    # No span was sent: the cluster's traces-* mappings are left alone.
+    assert "burnline-traces" not in es.templates
 
 
 async def test_template_refused_is_logged_and_export_goes_on(
@@ -635,7 +637,7 @@ async def test_template_refused_is_logged_and_export_goes_on(
 
 def test_registered_under_its_type_name() -> None:
     assert registered("exporter")["elasticsearch"] is ElasticsearchExporter
-    assert ElasticsearchExporter.signals == {Signal.LOGS}
+    assert ElasticsearchExporter.signals == {Signal.LOGS, Signal.TRACES}
 
 
 @pytest.mark.parametrize(
@@ -649,6 +651,9 @@ def test_registered_under_its_type_name() -> None:
         ({"tls": {"insecure_skip_verify": True}}, "not https://"),
         ({"data_stream": {"dataset": "My-App"}}, "'my_app'"),
         ({"data_stream": {"namespace": "a b"}}, "not a valid data stream namespace"),
+        ({"data_stream": {"traces_dataset": "Shop-Traces"}}, "'shop_traces'"),
+        ({"template": {"traces_name": "burnline-logs"}}, "each template needs its own"),
+        ({"template": {"traces_index_patterns": []}}, "at least 1"),
         ({"compression": "zstd"}, "compression"),
         ({"request_timeout": 0}, "more than 0"),
         ({"template": {"index_patterns": []}}, "at least 1"),
@@ -666,7 +671,237 @@ def test_config_defaults() -> None:
     assert config.endpoints == ["https://es:9200"]
     assert (config.compression, config.compression_level, config.request_timeout) == ("gzip", 1, 30.0)
     assert (config.data_stream.dataset, config.data_stream.namespace) == ("generic", "default")
+    assert config.data_stream.traces_dataset == "generic"
     assert config.template.install is False
+    assert (config.template.name, config.template.traces_name) == ("burnline-logs", "burnline-traces")
+    assert config.template.traces_index_patterns == ["traces-*-*"]
+
+
+# -- spans --------------------------------------------------------------------------------------------
+
+TRACE = "5b8efff798038103d269b633813fc60c"
+
+
+def spans(n: int, start: int = 0, trace_id: str = TRACE, **attributes: Any) -> list[Span]:
+    """A trace of ``n`` spans numbered from ``start`` (attribute ``seq``): the first the root, each
+    other a child of the one before."""
+    out = []
+    for i in range(start, start + n):
+        out.append(
+            Span(
+                trace_id=trace_id,
+                span_id=f"{i + 1:016x}",
+                parent_span_id=f"{i:016x}" if i else "",
+                name=f"op {i}",
+                start_time_unix_nano=T0 + i * 1000,
+                end_time_unix_nano=T0 + i * 1000 + 250_000_000,
+                kind=SpanKind.SERVER if i == 0 else SpanKind.CLIENT,
+                attributes={"seq": i, **attributes},
+                resource=RESOURCE,
+            )
+        )
+    return out
+
+
+def span_batch(items: list[Any]) -> Batch:
+    return Batch(Signal.TRACES, items, 200 * len(items))
+
+
+async def test_spans_land_in_the_traces_data_stream_as_ecs_documents(
+    es: ElasticsearchDouble, tmp_path: Path
+) -> None:
+    exporter = await started(es, tmp_path)
+    failed = Span(
+        TRACE,
+        "00000000000000aa",
+        "GET /pay",
+        T0 + 7,
+        T0 + 7 + 1_500_000,
+        parent_span_id="0000000000000001",
+        kind=SpanKind.SERVER,
+        status_code=StatusCode.ERROR,
+        status_message="card declined",
+        attributes={"http.response.status_code": 402, "db.system": "postgresql"},
+        events=[SpanEvent(T0 + 8, "exception", {"exception.type": "Declined", "exception.message": "no"})],
+        links=[SpanLink("ab" * 16, "cd" * 8)],
+        resource=RESOURCE,
+        scope=Scope("payments", "1.2.0"),
+    )
+    assert await exporter.export(span_batch([*spans(2), failed])) == 3
+    await exporter.stop()
+
+    # Elasticsearch's built-in traces template made the data stream; logs went nowhere.
+    assert set(es.data_streams) == {"traces-generic-default"}
+    assert es.data_streams["traces-generic-default"].template == "traces"
+    [backing] = es.data_streams["traces-generic-default"].indices
+    assert backing.startswith(".ds-traces-generic-default-")
+    assert sorted(es.document_ids()) == sorted(
+        [TRACE + "0000000000000001", TRACE + "0000000000000002", TRACE + "00000000000000aa"]
+    )
+    docs = {d["span"]["id"]: d for d in es.documents("traces-generic-default")}
+    root = docs["0000000000000001"]
+    assert root["@timestamp"] == "2024-05-01T12:00:00.000000000Z"
+    assert root["trace"] == {"id": TRACE}
+    assert "parent" not in root
+    assert root["span"] == {"id": "0000000000000001", "name": "op 0", "kind": "SERVER"}
+    assert root["event"] == {"duration": 250_000_000, "outcome": "unknown"}
+    assert root["service"]["name"] == "checkout"
+    assert root["kubernetes"]["pod"] == {"name": "checkout-1", "uid": "uid-1"}
+    assert root["data_stream"] == {"type": "traces", "dataset": "generic", "namespace": "default"}
+    assert docs["0000000000000002"]["parent"] == {"id": "0000000000000001"}
+
+    pay = docs["00000000000000aa"]
+    assert pay["event"] == {"duration": 1_500_000, "outcome": "failure"}
+    assert pay["span"]["status"] == {"message": "card declined"}
+    assert pay["span"]["db"] == {"type": "postgresql"}
+    assert pay["span"]["events"] == [
+        {
+            "time": "2024-05-01T12:00:00.000000008Z",
+            "name": "exception",
+            "attributes": {"exception.type": "Declined", "exception.message": "no"},
+        }
+    ]
+    assert pay["span"]["links"] == [{"trace": {"id": "ab" * 16}, "span": {"id": "cd" * 8}}]
+    assert pay["service"]["framework"] == {"name": "payments", "version": "1.2.0"}
+    assert pay["http"]["response"]["status_code"] == 402
+    # Every operation was a create with the span's own identity as _id.
+    [request] = es.bulk_requests
+    actions = [orjson.loads(line) for line in request.body.splitlines()[::2]]
+    assert [a["create"]["_index"] for a in actions] == ["traces-generic-default"] * 3
+    assert [a["create"]["_id"] for a in actions][-1] == TRACE + "00000000000000aa"
+
+
+async def test_resent_spans_answer_409_and_count_as_delivered(
+    es: ElasticsearchDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = await started(es, tmp_path)
+    trace = spans(4)
+    es.lose_responses(1)  # applied, then a proxy answers 504
+    with pytest.raises(RetryableExportError) as caught:
+        await exporter.export(span_batch(trace))
+    assert caught.value.remaining is not None and len(caught.value.remaining) == 4
+    assert es.count("traces-*") == 4
+    with caplog.at_level(logging.INFO):
+        assert await exporter.export(caught.value.remaining) == 4
+    assert "4 record(s) were already in Elasticsearch" in caplog.text
+    [first, retry] = es.bulk_requests
+    assert retry.body == first.body  # the same bytes: the same _ids
+    # The same spans again in a new batch (a client that resent them): still one document each.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert await exporter.export(span_batch([*spans(4), *spans(1, start=4)])) == 5
+    assert "4 record(s) were already in Elasticsearch" in caplog.text
+    await exporter.stop()
+    assert es.count("traces-*") == 5 and len(set(es.document_ids("traces-*"))) == 5
+    assert dead_letters(tmp_path) == []
+
+
+async def test_sender_delivers_spans_once_through_item_failures(
+    es: ElasticsearchDouble, tmp_path: Path, telemetry: Telemetry
+) -> None:
+    run = await sending(es, tmp_path, telemetry)
+    es.fail_items([429, 201, 503])
+    await run.queue.put(span_batch(spans(6)))
+    exported = {"component": "elasticsearch", "signal": "traces"}
+    await wait_until(
+        lambda: telemetry.registry.get_sample_value("burnline_records_exported_total", exported) == 6
+    )
+    assert await run.close() == 0
+    assert es.count("traces-generic-default") == 6
+
+
+async def test_traces_dataset_and_dynamic_routing(es: ElasticsearchDouble, tmp_path: Path) -> None:
+    exporter = await started(
+        es, tmp_path, data_stream={"dataset": "app", "traces_dataset": "shop", "namespace": "prod"}
+    )
+    routed = spans(1, start=1, **{"data_stream.dataset": "Payments"})
+    assert await exporter.export(span_batch([*spans(1), *routed])) == 2
+    assert await exporter.export(batch(logs(1))) == 1
+    await exporter.stop()
+    assert set(es.data_streams) == {"traces-shop-prod", "traces-payments-prod", "logs-app-prod"}
+    [doc] = es.documents("traces-payments-prod")
+    assert doc["data_stream"] == {"type": "traces", "dataset": "payments", "namespace": "prod"}
+
+
+async def test_spans_that_cannot_be_encoded_are_dead_lettered(
+    es: ElasticsearchDouble, tmp_path: Path, telemetry: Telemetry
+) -> None:
+    exporter = await started(es, tmp_path, telemetry)
+    no_trace = Span("", "00000000000000ff", "lost", T0, T0 + 1)
+    items = [*spans(2), no_trace, logs(1)[0]]
+    assert await exporter.export(span_batch(items)) == 2
+    await exporter.stop()
+    letters = dead_letters(tmp_path)
+    assert [letter["reason"] for letter in letters] == ["encode_error", "encode_error"]
+    assert "trace id '' is not 32 hex digits" in letters[0]["record"]["error"]["reason"]
+    assert letters[0]["record"]["record"]["name"] == "lost"
+    assert "expected a Span" in letters[1]["record"]["error"]["reason"]
+    failed = telemetry.registry.get_sample_value(
+        "burnline_records_failed_total",
+        {"component": "elasticsearch", "signal": "traces", "reason": "encode_error"},
+    )
+    assert failed == 2
+
+
+async def test_traces_template_goes_in_before_the_first_span(es: ElasticsearchDouble, tmp_path: Path) -> None:
+    exporter = await started(es, tmp_path, template={"install": True})
+    assert "burnline-logs" in es.templates and "burnline-traces" not in es.templates
+    # Event attributes of different shapes across spans: the flattened mapping takes both.
+    shaped = spans(2)
+    shaped[0].events = [SpanEvent(T0, "e", {"detail": "a value"})]
+    shaped[1].events = [SpanEvent(T0, "e", {"detail": {"code": 7}})]
+    assert await exporter.export(span_batch(shaped)) == 2
+    assert await exporter.export(span_batch(spans(1, start=2))) == 1
+    await exporter.stop()
+    paths = [(r.method, r.path) for r in es.requests]
+    assert paths.count(("PUT", "/_index_template/burnline-traces")) == 1
+    assert paths.index(("PUT", "/_index_template/burnline-traces")) < paths.index(("PUT", "/_bulk"))
+    template = es.templates["burnline-traces"]
+    assert template["index_patterns"] == ["traces-*-*"] and template["priority"] == 150
+    assert "traces@mappings" in template["composed_of"] and "data_stream" in template
+    assert es.data_streams["traces-generic-default"].template == "burnline-traces"
+    [backing] = es.data_streams["traces-generic-default"].indices
+    kinds = es.indices[backing].kinds
+    assert kinds["@timestamp"] == "date_nanos" and kinds["span.events.attributes"] == "flattened"
+    assert kinds["event.duration"] == "long"
+    assert dead_letters(tmp_path) == []
+
+
+async def test_without_the_template_conflicting_event_shapes_are_dead_lettered(
+    es: ElasticsearchDouble, tmp_path: Path
+) -> None:
+    """Why the traces template maps event attributes as flattened: dynamic mapping cannot take both."""
+    exporter = await started(es, tmp_path)
+    shaped = spans(2)
+    shaped[0].events = [SpanEvent(T0, "e", {"detail": "a value"})]
+    shaped[1].events = [SpanEvent(T0, "e", {"detail": {"code": 7}})]
+    assert await exporter.export(span_batch(shaped)) == 1
+    await exporter.stop()
+    [letter] = dead_letters(tmp_path)
+    assert letter["reason"] == "document_parsing_exception"
+
+
+async def test_spans_through_the_service_land_in_elasticsearch(
+    es: ElasticsearchDouble, tmp_path: Path
+) -> None:
+    config = {
+        "receivers": {"inject": {}},
+        "exporters": {
+            "elasticsearch": {"endpoints": [es.url], "batch": {"flush_interval": 0}, "retry": FAST_RETRY}
+        },
+        "service": {"pipelines": {"traces": {"receivers": ["inject"], "exporters": ["elasticsearch"]}}},
+    }
+    es.fail_items([201, 503])  # the second span is retried by the pipeline
+    async with running_service(config, str(tmp_path)) as svc:
+        receiver = svc.receivers["inject"]
+        assert isinstance(receiver, InjectReceiver)
+        trace: list[Any] = spans(3)  # (push is typed for log records; it takes any signal's items)
+        await receiver.push(trace, Signal.TRACES)
+        exported = {"component": "elasticsearch", "signal": "traces"}
+        await wait_until(lambda: metric_value(svc, "burnline_records_exported_total", exported) == 3)
+        assert metric_value(svc, "burnline_export_retries_total", {**exported, "reason": "item_503"}) == 1
+    names = sorted(d["span"]["name"] for d in es.documents("traces-generic-default"))
+    assert names == ["op 0", "op 1", "op 2"]
 
 
 # -- the double itself answers like Elasticsearch --------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`burnline logs`: querying the local store through the command line."""
+"""`burnline logs` and `burnline traces`: querying the local store through the command line."""
 
 from __future__ import annotations
 
@@ -17,10 +17,24 @@ from typing import Any
 import orjson
 import pytest
 
+import tests.support  # noqa: F401  (registers the `inject` receiver the configs below use)
 from collector.cli import main
-from collector.model import LogRecord, Severity, Signal
+from collector.model import LogRecord, Severity, Signal, Span, SpanEvent, SpanKind, StatusCode
 from exporters.local import SCHEMA_VERSION, RetentionConfig, StoreWriter
-from exporters.local_query import LogQuery, StoredLog, follow, iso_time, newer, open_reader, recent
+from exporters.local_query import (
+    LogQuery,
+    StoredLog,
+    StoredSpan,
+    TraceQuery,
+    follow,
+    format_duration,
+    iso_time,
+    newer,
+    open_reader,
+    recent,
+    recent_traces,
+    span_tree,
+)
 
 NOW = time.time_ns()
 MIN = 60 * 1_000_000_000
@@ -57,11 +71,13 @@ RECORDS = [
 ]
 
 
-def write(path: Path, records: list[LogRecord]) -> None:
+def write(path: Path, records: list[LogRecord], spans: list[Span] | None = None) -> None:
     writer = StoreWriter(path, RetentionConfig())
     writer.open()
     try:
         writer.write(Signal.LOGS, records)
+        if spans:
+            writer.write(Signal.TRACES, spans)
     finally:
         writer.close()
 
@@ -418,3 +434,308 @@ def test_follow_command_prints_new_records_and_ends_on_ctrl_c(
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 0
     assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+
+
+# ---------------------------------------------------------------------------------------------------
+# burnline traces
+
+MS = 1_000_000
+SLOW, FAST, OLD, BROKEN = "a1" * 16, "b2" * 16, "c3" * 16, "d4" * 16
+DB_RESOURCE = {"service.name": "cart-db", "k8s.pod.name": "db-0"}
+
+
+def sp(
+    trace: str, n: int, parent: int | None, name: str, *, at: int, ms: float, res: dict[str, Any], **kw: Any
+) -> Span:
+    """Span ``n`` of ``trace``, starting ``at`` milliseconds before NOW, lasting ``ms``."""
+    start = NOW - at * MS
+    return Span(
+        trace,
+        f"{n:016x}",
+        name,
+        start,
+        start + int(ms * MS),
+        parent_span_id=f"{parent:016x}" if parent is not None else "",
+        resource=res,
+        **kw,
+    )
+
+
+MIN_MS = 60_000
+SPANS = [
+    # 40 minutes ago: a slow, failing checkout across three services.
+    sp(SLOW, 1, None, "GET /checkout", at=40 * MIN_MS, ms=1234, res=CHECKOUT, kind=SpanKind.SERVER,
+       attributes={"http.response.status_code": 200}),
+    sp(SLOW, 2, 1, "cart.load", at=40 * MIN_MS - 10, ms=300, res=CART, kind=SpanKind.CLIENT),
+    sp(SLOW, 3, 2, "SELECT cart", at=40 * MIN_MS - 20, ms=250.5, res=DB_RESOURCE, kind=SpanKind.CLIENT,
+       status_code=StatusCode.ERROR, status_message="deadlock\ndetected",
+       events=[SpanEvent(NOW, "exception", {"exception.type": "Deadlock"})]),
+    sp(SLOW, 4, 1, "charge", at=40 * MIN_MS - 400, ms=800, res=CHECKOUT, kind=SpanKind.CLIENT,
+       status_code=StatusCode.OK),
+    # 10 minutes ago: a fast healthy cart request.
+    sp(FAST, 1, None, "GET /cart", at=10 * MIN_MS, ms=12, res=CART, kind=SpanKind.SERVER),
+    sp(FAST, 2, 1, "SELECT cart", at=10 * MIN_MS - 1, ms=0.8, res=DB_RESOURCE, kind=SpanKind.CLIENT),
+    # 3 hours ago.
+    sp(OLD, 1, None, "GET /old", at=180 * MIN_MS, ms=5, res=CHECKOUT, kind=SpanKind.SERVER),
+    # 5 minutes ago: a trace whose root was not received, with a server span answering 503.
+    sp(BROKEN, 7, 6, "POST /pay", at=5 * MIN_MS, ms=40, res=CHECKOUT, kind=SpanKind.SERVER,
+       attributes={"http.response.status_code": 503}),
+    sp(BROKEN, 8, 7, "fraud.check", at=5 * MIN_MS - 5, ms=20, res=CART),
+]  # fmt: skip
+TRACE_LOGS = [
+    LogRecord(
+        NOW - 40 * 60_000 * MS + 5 * MS, "charging card", Severity.INFO, resource=CHECKOUT, trace_id=SLOW
+    ),
+    LogRecord(
+        NOW - 40 * 60_000 * MS - 30_000 * MS, "started early", Severity.INFO, resource=CART, trace_id=SLOW
+    ),
+]
+
+
+@pytest.fixture
+def traces_db(tmp_path: Path) -> Path:
+    path = tmp_path / "traces" / "burnline.db"
+    write(path, TRACE_LOGS, SPANS)
+    return path
+
+
+def traces(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str], str]:
+    code = main(["traces", *args])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err
+
+
+def test_traces_lists_one_line_per_trace_oldest_first(
+    traces_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, err = traces(capsys, "--db", str(traces_db))
+    assert code == 0 and err == ""
+    start = [iso_time(SPANS[i].start_time_unix_nano) for i in (0, 4, 7)]
+    assert lines == [
+        f"{start[0]}  {SLOW}     1.23s    4 spans  ERROR  checkout  GET /checkout",
+        f"{start[1]}  {FAST}      12ms    2 spans  -      cart  GET /cart",
+        f"{start[2]}  {BROKEN}      40ms    2 spans  ERROR  checkout  POST /pay  (root span not stored)",
+    ]  # the trace of three hours ago is outside the default --since 1h
+
+
+def test_traces_json_sums_up_each_trace(traces_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines, _ = traces(capsys, "--db", str(traces_db), "--json", "--since", "4h")
+    assert code == 0
+    docs = [orjson.loads(line) for line in lines]
+    assert [d["trace_id"] for d in docs] == [OLD, SLOW, FAST, BROKEN]
+    assert docs[1] == {
+        "trace_id": SLOW,
+        "start": iso_time(SPANS[0].start_time_unix_nano, digits=9),
+        "start_time_unix_nano": SPANS[0].start_time_unix_nano,
+        "end_time_unix_nano": SPANS[0].end_time_unix_nano,
+        "duration_ns": 1234 * MS,
+        "span_count": 4,
+        "error_count": 1,
+        "error": True,
+        "services": ["cart", "cart-db", "checkout"],
+        "root_name": "GET /checkout",
+        "root_service": "checkout",
+        "root_span_id": f"{1:016x}",
+        "has_root": True,
+    }
+    assert docs[3]["has_root"] is False and docs[3]["root_span_id"] == f"{7:016x}"
+
+
+def trace_ids(lines: list[str]) -> list[str]:
+    return [fields(line)[1] for line in lines]
+
+
+def test_trace_filters(traces_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", str(traces_db)]
+    # A trace matches when one of its spans does; the line still sums up the whole trace.
+    _, lines, _ = traces(capsys, *db, "--service", "cart-db")
+    assert trace_ids(lines) == [SLOW, FAST]
+    assert "4 spans" in lines[0]
+    _, lines, _ = traces(capsys, *db, "--errors")
+    assert trace_ids(lines) == [SLOW, BROKEN]
+    # Both on one span: a cart-db span failed in SLOW only; no cart span failed at all.
+    _, lines, _ = traces(capsys, *db, "--errors", "-s", "cart-db")
+    assert trace_ids(lines) == [SLOW]
+    _, lines, _ = traces(capsys, *db, "--errors", "-s", "cart")
+    assert lines == []
+    _, lines, _ = traces(capsys, *db, "--min-duration", "40ms")
+    assert trace_ids(lines) == [SLOW, BROKEN]
+    _, lines, _ = traces(capsys, *db, "--min-duration", "1.3s")
+    assert lines == []
+    _, lines, _ = traces(capsys, *db, "--since", "15m")
+    assert trace_ids(lines) == [FAST, BROKEN]
+    _, lines, _ = traces(capsys, *db, "--since", "4h", "--limit", "2")
+    assert trace_ids(lines) == [FAST, BROKEN]  # the most recent two, oldest first
+    _, lines, _ = traces(capsys, *db, "--since", "4h", "-n", "0")
+    assert trace_ids(lines) == [OLD, SLOW, FAST, BROKEN]
+
+
+def test_trace_tree_indents_by_parent_with_durations_and_status(
+    traces_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, err = traces(capsys, "--db", str(traces_db), "--trace-id", SLOW.upper())
+    assert code == 0 and err == ""
+    since = iso_time(TRACE_LOGS[1].time_unix_nano - 60_000 * MS)
+    assert lines == [
+        f"trace {SLOW}  {iso_time(SPANS[0].start_time_unix_nano)}  1.23s  4 spans  1 error"
+        "  services: cart, cart-db, checkout",
+        f"      +0s     1.23s  -      GET /checkout  (checkout, server)  span_id={1:016x}",
+        f"    +10ms     300ms  -        cart.load  (cart, client)  span_id={2:016x}",
+        f"    +20ms   250.5ms  ERROR      SELECT cart  (cart-db, client)  span_id={3:016x}"
+        '  status_message="deadlock\\ndetected"',
+        f"   +400ms     800ms  ok       charge  (checkout, client)  span_id={4:016x}",
+        f"2 log records of this trace: burnline logs --trace-id {SLOW} --since {since} -n 0 --db {traces_db}",
+    ]
+    # The suggested command finds them.
+    command = lines[-1].split(": ", 1)[1].split()
+    code, found, _ = logs(capsys, *command[2:])
+    assert code == 0 and bodies(found) == ["started early", "charging card"]
+
+
+def test_trace_tree_marks_spans_whose_parent_is_not_stored(
+    traces_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, lines, _ = traces(capsys, "--db", str(traces_db), "--trace-id", BROKEN)
+    assert lines[1:] == [
+        f"      +0s      40ms  ERROR  POST /pay  (checkout, server)  span_id={7:016x}"
+        f"  (parent {6:016x} not stored)",
+        f"     +5ms      20ms  -        fraud.check  (cart)  span_id={8:016x}",
+    ]  # a server's 503 is an error though its status is unset
+
+
+def test_trace_tree_json_has_every_field(traces_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines, _ = traces(capsys, "--db", str(traces_db), "--trace-id", SLOW, "--json")
+    assert code == 0
+    docs = [orjson.loads(line) for line in lines]
+    assert [(d["name"], d["depth"]) for d in docs] == [
+        ("GET /checkout", 0), ("cart.load", 1), ("SELECT cart", 2), ("charge", 1),
+    ]  # fmt: skip
+    failed = docs[2]
+    assert failed == {
+        "trace_id": SLOW,
+        "span_id": f"{3:016x}",
+        "parent_span_id": f"{2:016x}",
+        "trace_state": "",
+        "name": "SELECT cart",
+        "kind": "client",
+        "start": iso_time(SPANS[2].start_time_unix_nano, digits=9),
+        "start_time_unix_nano": SPANS[2].start_time_unix_nano,
+        "end_time_unix_nano": SPANS[2].end_time_unix_nano,
+        "duration_ns": 250_500_000,
+        "status": "error",
+        "status_code": 2,
+        "status_message": "deadlock\ndetected",
+        "error": True,
+        "service": "cart-db",
+        "attributes": {},
+        "events": [
+            {"time_unix_nano": NOW, "name": "exception", "attributes": {"exception.type": "Deadlock"}}
+        ],
+        "links": [],
+        "resource": DB_RESOURCE,
+        "scope_name": "",
+        "scope_version": "",
+        "depth": 2,
+        "orphan": False,
+    }
+
+
+def test_unknown_trace_is_an_error_that_points_to_its_logs(
+    traces_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, lines, err = traces(capsys, "--db", str(traces_db), "--trace-id", "0" * 32)
+    assert code == 1 and lines == [] and f"no spans of trace {'0' * 32}" in err
+    only_logs = "e5" * 16
+    write(traces_db, [LogRecord(NOW, "a lonely log", resource=CART, trace_id=only_logs)])
+    code, _, err = traces(capsys, "--db", str(traces_db), "--trace-id", only_logs)
+    assert code == 1 and f"it has 1 log record: burnline logs --trace-id {only_logs} --since" in err
+
+
+def test_logs_of_a_trace_point_to_its_spans(traces_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines, err = logs(capsys, "--db", str(traces_db), "--trace-id", SLOW, "--since", "1h")
+    assert code == 0 and bodies(lines) == ["started early", "charging card"]
+    assert err == f"4 spans of this trace: burnline traces --trace-id {SLOW} --db {traces_db}\n"
+    # Not for --json (kept for machines), nor for a trace without spans.
+    _, _, err = logs(capsys, "--db", str(traces_db), "--trace-id", SLOW, "--json")
+    assert err == ""
+    _, _, err = logs(capsys, "--db", str(traces_db), "--trace-id", "f" * 32)
+    assert err == ""
+
+
+def test_traces_on_a_store_from_before_spans_asks_for_an_upgrade(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "old.db"
+    write(path, RECORDS)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE spans")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    code, _, err = traces(capsys, "--db", str(path))
+    assert code == 1 and "old store schema (1" in err and "burnline run" in err
+    # burnline logs still reads it, --trace-id included.
+    code, lines, err = logs(capsys, "--db", str(path), "--trace-id", TRACE, "--since", "3h")
+    assert code == 0 and len(lines) == 1 and err == ""
+
+
+def test_traces_bad_arguments_are_usage_errors(traces_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["--min-duration", "fast"], ["--trace-id", "xyz"], ["--since", "soon"], ["--limit", "x"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["traces", "--db", str(traces_db), *args])
+        assert exc.value.code == 2
+        assert args[1] in capsys.readouterr().err
+
+
+def test_traces_store_from_config(
+    traces_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, f"  local: {{path: {traces_db}}}\n")
+    code, lines, _ = traces(capsys, "-c", str(config), "--errors")
+    assert code == 0 and trace_ids(lines) == [SLOW, BROKEN]
+    code, _, err = traces(capsys, "--db", str(tmp_path / "nowhere.db"))
+    assert code == 1 and "no local store at" in err
+
+
+def test_recent_traces_query(traces_db: Path) -> None:
+    conn = open_reader(traces_db)
+    try:
+        [slow] = recent_traces(conn, TraceQuery(min_duration_ns=1000 * MS))
+    finally:
+        conn.close()
+    assert (slow.trace_id, slow.span_count, slow.error_count, slow.duration_ns) == (SLOW, 4, 1, 1234 * MS)
+    assert (slow.root_name, slow.root_service, slow.has_root) == ("GET /checkout", "checkout", True)
+
+
+def _stored(span_id: str, parent: str | None, start: int) -> StoredSpan:
+    return StoredSpan(
+        int(span_id, 16), TRACE, span_id, parent, None, f"s{span_id}", 0, start, start + 1, 1, 0, None, False,
+        "svc", None, None, None, None, None, None,
+    )  # fmt: skip
+
+
+def test_span_tree_survives_cycles_and_deep_chains() -> None:
+    # 2 and 3 are each other's parent (malformed): both still appear, once.
+    cyclic = [_stored("1", None, 0), _stored("2", "3", 1), _stored("3", "2", 2), _stored("4", "4", 3)]
+    tree = span_tree(cyclic)
+    assert sorted(node.span.span_id for node in tree) == ["1", "2", "3", "4"]
+    assert (tree[0].span.span_id, tree[0].depth) == ("1", 0)
+    deep = [_stored(f"{i + 1:x}", f"{i:x}" if i else None, i) for i in range(5000)]
+    tree = span_tree(deep)
+    assert [n.depth for n in tree] == list(range(5000))
+
+
+def test_siblings_are_ordered_by_start_time() -> None:
+    spans = [_stored("1", None, 0), _stored("2", "1", 5), _stored("3", "1", 2), _stored("4", "3", 3)]
+    spans.sort(key=lambda s: s.start_time_unix_nano)
+    assert [(n.span.span_id, n.depth) for n in span_tree(spans)] == [("1", 0), ("3", 1), ("4", 2), ("2", 1)]
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (0, "0s"), (850, "850ns"), (12_500, "12.5µs"), (999_960, "1ms"), (250 * MS, "250ms"),
+        (1_234 * MS, "1.23s"), (59_999 * MS, "1m00s"), (125_000 * MS, "2m05s"), (3_720_000 * MS, "1h02m"),
+    ],
+)  # fmt: skip
+def test_format_duration(ns: int, text: str) -> None:
+    assert format_duration(ns) == text

@@ -5,9 +5,10 @@ tests use, the way a real node answers them:
 
 * ``GET /`` (cluster info), ``POST|PUT /_bulk`` and ``/{index}/_bulk`` (NDJSON, gzip or deflate
   bodies, per-item results, ``create`` -> 409 when the ``_id`` exists, data streams created from
-  matching index templates with ``.ds-`` backing indices, ``@timestamp`` required, ``create`` the
-  only op type a data stream takes, constant_keyword ``data_stream.*`` fields, object-vs-value
-  mapping conflicts answered with ``document_parsing_exception``, invalid index names),
+  matching index templates with ``.ds-`` backing indices (the built-in ``logs`` and ``traces``
+  templates are there), ``@timestamp`` required, ``create`` the only op type a data stream takes,
+  constant_keyword ``data_stream.*`` fields, object-vs-value mapping conflicts answered with
+  ``document_parsing_exception`` (``flattened`` fields take anything), invalid index names),
   ``PUT|GET|DELETE /_index_template/{name}``, ``GET|DELETE /_data_stream/{name}``,
   ``/{index}/_search`` and ``_count`` (match_all, term, ids), ``_refresh``, ``filter_path``.
 * Headers as a node sends them: ``X-Elastic-Product: Elasticsearch`` on every answer, the
@@ -66,8 +67,8 @@ _ERROR_TYPES = {
     503: ("unavailable_shards_exception", "primary shard is not active Timeout: [1m]"),
 }
 
-# Elasticsearch's built-in "logs" index template and the component templates it is made of (only the
-# parts that decide data stream creation and field kinds).
+# Elasticsearch's built-in "logs" and "traces" index templates and the component templates they are
+# made of (only the parts that decide data stream creation and field kinds).
 _BUILTIN_COMPONENTS: dict[str, dict[str, Any]] = {
     "logs@mappings": {
         "template": {
@@ -86,6 +87,24 @@ _BUILTIN_COMPONENTS: dict[str, dict[str, Any]] = {
         }
     },
     "logs@settings": {"template": {"settings": {"index": {"mapping": {"ignore_malformed": True}}}}},
+    "traces@mappings": {
+        "template": {
+            "mappings": {
+                "date_detection": False,
+                "properties": {
+                    "@timestamp": {"type": "date"},
+                    "data_stream": {
+                        "properties": {
+                            "type": {"type": "constant_keyword"},
+                            "dataset": {"type": "constant_keyword"},
+                            "namespace": {"type": "constant_keyword"},
+                        }
+                    },
+                },
+            }
+        }
+    },
+    "traces@settings": {"template": {"settings": {"index": {"mapping": {"ignore_malformed": True}}}}},
     "ecs@mappings": {"template": {"mappings": {"dynamic_templates": []}}},
 }
 _BUILTIN_TEMPLATES: dict[str, dict[str, Any]] = {
@@ -98,7 +117,17 @@ _BUILTIN_TEMPLATES: dict[str, dict[str, Any]] = {
         "_meta": {"description": "default logs template installed by x-pack", "managed": True},
         "version": 15,
         "allow_auto_create": True,
-    }
+    },
+    "traces": {
+        "index_patterns": ["traces-*-*"],
+        "priority": 100,
+        "data_stream": {"hidden": False, "allow_custom_routing": False},
+        "composed_of": ["traces@mappings", "traces@settings", "traces@custom", "ecs@mappings"],
+        "ignore_missing_component_templates": ["traces@custom"],
+        "_meta": {"description": "default traces template installed by x-pack", "managed": True},
+        "version": 15,
+        "allow_auto_create": True,
+    },
 }
 
 
@@ -802,9 +831,15 @@ class ElasticsearchDouble:
         return index
 
     def _map(self, index: Index, doc_id: str, document: dict[str, Any]) -> None:
-        """Dynamic mapping, as far as conflicts go: a path is an object or a value, never both."""
+        """Dynamic mapping, as far as conflicts go: a path is an object or a value, never both.
+
+        A ``flattened`` field takes any value or object under it, mapping nothing more.
+        """
         new: dict[str, str] = {}
+        flattened = {path for path, kind in index.kinds.items() if kind == "flattened"}
         for path, value, is_object in _leaves(document):
+            if flattened and any(path == f or path.startswith(f + ".") for f in flattened):
+                continue
             known = new.get(path) or index.kinds.get(path)
             if is_object:
                 if known is not None and known != "object":
