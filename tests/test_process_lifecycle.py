@@ -66,6 +66,8 @@ async def test_quick_start_default_config_then_burnline_logs(tmp_path: Path) -> 
     env = {
         "BURNLINE_FORWARD_ENDPOINT": f"127.0.0.1:{forward_port}",
         "BURNLINE_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
+        "BURNLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BURNLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
         "BURNLINE_DATA_DIR": str(tmp_path / "data"),
     }
     proc = BurnlineProcess(Path("-"), tmp_path, env)
@@ -211,3 +213,57 @@ async def test_sigkill_mid_load_loses_nothing_acknowledged_and_duplicates_nothin
             await again.signal(signal.SIGTERM)
             assert await again.wait() == 0
             await again.stop()
+
+
+async def test_quick_start_traces_from_the_otel_sdk_then_burnline_traces(tmp_path: Path) -> None:
+    """The default config takes OTLP too: an SDK-instrumented app's trace shows in `burnline traces`."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    otlp_http = free_port()
+    env = {
+        "BURNLINE_FORWARD_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BURNLINE_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BURNLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BURNLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp_http}",
+        "BURNLINE_DATA_DIR": str(tmp_path / "data"),
+    }
+    proc = BurnlineProcess(Path("-"), tmp_path, env)
+    await proc.start()
+    try:
+
+        def traced_request() -> str:
+            provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+            exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{otlp_http}/v1/traces", timeout=10)
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            tracer = provider.get_tracer("quickstart")
+            with tracer.start_as_current_span("POST /pay") as root:
+                with tracer.start_as_current_span("charge card") as child:
+                    child.set_status(Status(StatusCode.ERROR, "declined"))
+                trace_id = f"{root.get_span_context().trace_id:032x}"
+            provider.shutdown()
+            return trace_id
+
+        trace_id = await asyncio.to_thread(traced_request)
+        query = [sys.executable, "-m", "collector", "traces", "--db", str(tmp_path / "data" / "burnline.db")]
+        listing: list[dict[str, Any]] = []
+        for _ in range(100):
+            out = await asyncio.to_thread(
+                subprocess.run, [*query, "--json"], capture_output=True, text=True, timeout=30
+            )
+            listing = [json.loads(line) for line in out.stdout.splitlines()]
+            if listing and listing[0].get("span_count") == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert [(t["trace_id"], t["span_count"]) for t in listing] == [(trace_id, 2)]
+        tree = await asyncio.to_thread(
+            subprocess.run, [*query, "--trace-id", trace_id], capture_output=True, text=True, timeout=30
+        )
+        assert "POST /pay" in tree.stdout and "charge card" in tree.stdout and "declined" in tree.stdout
+        await proc.signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+    finally:
+        await proc.stop()
