@@ -176,11 +176,14 @@ BUILTIN_MODULES = (
     "collector.receivers.forward",
     "collector.receivers.fluentbit_http",
     "collector.receivers.otlp",
+    "collector.receivers.remote_write",
     "collector.processors.attributes",
     "collector.processors.filter",
     "exporters.elasticsearch",
     "exporters.local",
     "exporters.otlp",
+    "exporters.prometheus",
+    "exporters.prometheus_remote_write",
 )
 
 

@@ -1,0 +1,1 @@
+"""Prometheus' remote-write protobuf messages (generated; see README.md in this folder)."""
