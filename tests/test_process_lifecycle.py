@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from fluent import sender
 
@@ -68,6 +69,8 @@ async def test_quick_start_default_config_then_burnline_logs(tmp_path: Path) -> 
         "BURNLINE_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
         "BURNLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
         "BURNLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BURNLINE_REMOTE_WRITE_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BURNLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{free_port()}",
         "BURNLINE_DATA_DIR": str(tmp_path / "data"),
     }
     proc = BurnlineProcess(Path("-"), tmp_path, env)
@@ -223,12 +226,14 @@ async def test_quick_start_traces_from_the_otel_sdk_then_burnline_traces(tmp_pat
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.trace import Status, StatusCode
 
-    otlp_http = free_port()
+    otlp_http, prometheus_port = free_port(), free_port()
     env = {
         "BURNLINE_FORWARD_ENDPOINT": f"127.0.0.1:{free_port()}",
         "BURNLINE_HTTP_ENDPOINT": f"127.0.0.1:{free_port()}",
         "BURNLINE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{free_port()}",
         "BURNLINE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{otlp_http}",
+        "BURNLINE_REMOTE_WRITE_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BURNLINE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{prometheus_port}",
         "BURNLINE_DATA_DIR": str(tmp_path / "data"),
     }
     proc = BurnlineProcess(Path("-"), tmp_path, env)
@@ -263,6 +268,50 @@ async def test_quick_start_traces_from_the_otel_sdk_then_burnline_traces(tmp_pat
             subprocess.run, [*query, "--trace-id", trace_id], capture_output=True, text=True, timeout=30
         )
         assert "POST /pay" in tree.stdout and "charge card" in tree.stdout and "declined" in tree.stdout
+
+        # Metrics over OTLP/JSON come out on the Prometheus endpoint.
+        metric = {
+            "resourceMetrics": [
+                {
+                    "resource": {
+                        "attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]
+                    },
+                    "scopeMetrics": [
+                        {
+                            "metrics": [
+                                {
+                                    "name": "payments",
+                                    "sum": {
+                                        "aggregationTemporality": 2,
+                                        "isMonotonic": True,
+                                        "dataPoints": [
+                                            {
+                                                "asInt": "7",
+                                                "timeUnixNano": str(time.time_ns()),
+                                                "attributes": [
+                                                    {"key": "outcome", "value": {"stringValue": "declined"}}
+                                                ],
+                                            }
+                                        ],
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.1:{otlp_http}/v1/metrics", json=metric) as resp:
+                assert resp.status == 200
+            exposition = ""
+            for _ in range(100):
+                async with http.get(f"http://127.0.0.1:{prometheus_port}/metrics") as resp:
+                    exposition = await resp.text()
+                if "payments_total" in exposition:
+                    break
+                await asyncio.sleep(0.1)
+        assert 'payments_total{job="checkout",outcome="declined"} 7' in exposition, exposition
         await proc.signal(signal.SIGTERM)
         assert await proc.wait() == 0
     finally:
