@@ -23,15 +23,11 @@ gets 503 + Retry-After.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import json
 import math
 import re
 import struct
 import time
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -46,6 +42,14 @@ from collector.component import ComponentConfig, ComponentContext, Consumer, Rec
 from collector.config.types import ByteSize, Endpoint, ServerTLS, split_endpoint
 from collector.model import Batch, LogRecord, Signal
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.receivers.http_common import (
+    CONTENT_ENCODINGS,
+    HTTPAuth,
+    ProblemLog,
+    Rejected,
+    inflate,
+    read_body,
+)
 
 MiB = 1024 * 1024
 
@@ -56,8 +60,6 @@ _THREAD_DECODE_BYTES = 256 * 1024
 # In-flight requests get this long to finish (their pipeline answer) when the receiver stops.
 _SHUTDOWN_TIMEOUT = 10.0
 
-# A repeated problem is logged at most once per this many seconds (the counter counts them all).
-_LOG_INTERVAL = 10.0
 
 _JSON_TYPES = frozenset(
     {
@@ -85,8 +87,6 @@ _MSGPACK_TYPES = frozenset(
 # Content types that say nothing about the payload: sniffed like a missing one.
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "text/plain", "binary/octet-stream"})
 
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
-_ENCODINGS = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX_WBITS}
 
 # Fluent Bit marks the start and end of a group of records (OpenTelemetry resource/scope) with
 # events whose seconds are -1 and -2; as EventTime's unsigned 32-bit seconds they are these.
@@ -146,16 +146,6 @@ class FluentBitHTTPConfig(ComponentConfig):
         return self
 
 
-class Rejected(Exception):
-    """A request answered with a 4xx: ``reason`` labels the counter, ``detail`` goes to the client."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
-
-
 def _bad(reason: str, detail: str) -> Rejected:
     return Rejected(400, reason, detail)
 
@@ -163,36 +153,6 @@ def _bad(reason: str, detail: str) -> Rejected:
 # ---------------------------------------------------------------------------------------------
 # Body decoding: bytes -> (time_unix_nano | None, record) entries. Pure functions, run in a thread
 # for large bodies.
-
-
-def inflate(body: bytes, encoding: str, limit: int) -> bytes:
-    """Decompresses ``body`` (gzip, possibly several members, or zlib deflate) to at most ``limit``
-    bytes, never holding more than ``limit + 1`` bytes of output whatever the input claims."""
-    wbits = _ENCODINGS[encoding]
-    out = bytearray()
-    stream = zlib.decompressobj(wbits)
-    pending = body
-    try:
-        while pending:
-            # Asking for one byte past the limit tells "exactly at the limit" from "over it".
-            out += stream.decompress(pending, limit - len(out) + 1)
-            if len(out) > limit:
-                raise Rejected(413, "too_large", f"the {encoding} body inflates past the {limit}-byte limit")
-            if stream.eof:
-                pending = stream.unused_data
-                if pending and wbits == _GZIP_WBITS:
-                    stream = zlib.decompressobj(wbits)  # concatenated gzip members are one stream
-                elif pending:
-                    raise _bad(
-                        "bad_encoding", f"{len(pending)} bytes of trailing data after the {encoding} stream"
-                    )
-            else:
-                pending = stream.unconsumed_tail
-    except zlib.error as exc:
-        raise _bad("bad_encoding", f"invalid {encoding} data: {exc}") from None
-    if not stream.eof:
-        raise _bad("bad_encoding", f"the {encoding} stream is truncated")
-    return bytes(out)
 
 
 def _first_byte(body: bytes) -> int | None:
@@ -454,33 +414,6 @@ def decode_body(
 # ---------------------------------------------------------------------------------------------
 
 
-class _ProblemLog:
-    """Logs bad requests at most once per interval per reason, saying how many were not logged."""
-
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
-
-    def warn(self, request: web.Request, reason: str, status: int, detail: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -math.inf) < _LOG_INTERVAL:
-            self._quiet[reason] = self._quiet.get(reason, 0) + 1
-            return
-        self._last[reason] = now
-        quiet = self._quiet.pop(reason, 0)
-        more = f" ({quiet} more like it not logged)" if quiet else ""
-        self._receiver.log.warning(
-            "answered %d to %s %s from %s: %s%s",
-            status,
-            request.method,
-            request.path,
-            request.remote or "an unknown peer",
-            detail,
-            more,
-        )
-
-
 @register
 class FluentBitHTTPReceiver(Receiver):
     """Receives Fluent Bit ``http`` output requests (json, json_lines, json_stream, msgpack, gelf)."""
@@ -496,18 +429,9 @@ class FluentBitHTTPReceiver(Receiver):
         self.host, self.port = split_endpoint(config.endpoint)
         self._runner: web.AppRunner | None = None
         self._serving = False
-        self._problems = _ProblemLog(self)
+        self._problems = ProblemLog(self.log)
         self._default_tag = config.default_tag or self.id
-        self._basic: tuple[bytes, bytes] | None = None
-        if config.username:
-            password = config.password.get_secret_value() if config.password else ""
-            self._basic = (config.username.encode(), password.encode())
-        self._token = config.bearer_token.get_secret_value().encode() if config.bearer_token else None
-        self._challenge = CIMultiDict[str]()
-        if self._basic:
-            self._challenge.add("WWW-Authenticate", 'Basic realm="burnline", charset="UTF-8"')
-        if self._token:
-            self._challenge.add("WWW-Authenticate", 'Bearer realm="burnline"')
+        self._auth = HTTPAuth(config.username, config.password, config.bearer_token)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_body_size)
@@ -560,10 +484,10 @@ class FluentBitHTTPReceiver(Receiver):
 
     def _reject(self, request: web.Request, exc: Rejected) -> web.Response:
         self.ctx.telemetry.protocol_errors.labels(self.id, exc.reason).inc()
-        self._problems.warn(request, exc.reason, exc.status, exc.detail)
+        self._problems.warn_request(request, exc.reason, exc.status, exc.detail)
         headers = CIMultiDict[str]()
         if exc.status == 401:
-            headers.extend(self._challenge)
+            headers.extend(self._auth.challenge)
         elif exc.status == 405:
             headers["Allow"] = "POST, PUT, GET, HEAD"
         response = web.Response(status=exc.status, text=exc.detail + "\n", headers=headers)
@@ -573,9 +497,9 @@ class FluentBitHTTPReceiver(Receiver):
 
     async def _ingest(self, request: web.Request) -> web.Response:
         observed_ns = time.time_ns()
-        self._authenticate(request)
+        self._auth.check(request.headers.get("Authorization", ""))
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
-        if encoding != "identity" and encoding not in _ENCODINGS:
+        if encoding != "identity" and encoding not in CONTENT_ENCODINGS:
             raise Rejected(
                 415,
                 "unsupported_encoding",
@@ -588,7 +512,7 @@ class FluentBitHTTPReceiver(Receiver):
         elif content_type in _MSGPACK_TYPES:
             declared = "msgpack"
         tag = self._tag(request)
-        body = await self._read_body(request)
+        body = await read_body(request, self.config.max_body_size)
         if not body:
             raise _bad("empty_body", "the request has no body")
         if content_type not in _GENERIC_TYPES and declared is None:
@@ -603,7 +527,7 @@ class FluentBitHTTPReceiver(Receiver):
             except Refused as exc:
                 retry_after = max(1, math.ceil(exc.retry_after))
                 detail = f"the pipeline refused {len(records)} records: {exc.reason}"
-                self._problems.warn(request, "refused", 503, detail)
+                self._problems.warn_request(request, "refused", 503, detail)
                 return web.Response(
                     status=503,
                     text=f"not accepted now: {exc.reason}; retry later\n",
@@ -626,28 +550,6 @@ class FluentBitHTTPReceiver(Receiver):
         timed = ((observed_ns if t is None else t, record) for t, record in entries)
         return normalize_fluent(tag, timed, self.config.normalize, observed_ns)
 
-    def _authenticate(self, request: web.Request) -> None:
-        if self._basic is None and self._token is None:
-            return
-        scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
-        scheme, credentials = scheme.lower(), credentials.strip()
-        if scheme == "basic" and self._basic is not None:
-            try:
-                user, sep, password = base64.b64decode(credentials, validate=True).partition(b":")
-            except (binascii.Error, ValueError):
-                raise Rejected(401, "unauthorized", "malformed Basic credentials") from None
-            # Both compared every time so that timing tells nothing about which part was wrong.
-            user_ok = hmac.compare_digest(user, self._basic[0])
-            password_ok = hmac.compare_digest(password, self._basic[1])
-            if sep and user_ok and password_ok:
-                return
-            raise Rejected(401, "unauthorized", "wrong username or password")
-        if scheme == "bearer" and self._token is not None:
-            if hmac.compare_digest(credentials.encode("utf-8", "surrogateescape"), self._token):
-                return
-            raise Rejected(401, "unauthorized", "wrong bearer token")
-        raise Rejected(401, "unauthorized", "authentication required")
-
     def _tag(self, request: web.Request) -> str:
         if self.config.tag_header:
             header = request.headers.get(self.config.tag_header, "").strip()
@@ -656,15 +558,3 @@ class FluentBitHTTPReceiver(Receiver):
         path = request.path[1:]
         # Fluent Bit's http input keeps letters, digits, '_' and '.' of the path and turns the rest to '_'.
         return _TAG_UNSAFE.sub("_", path) if path else self._default_tag
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.config.max_body_size
-        declared = request.content_length
-        if declared is not None and declared > limit:
-            raise Rejected(413, "too_large", f"the body of {declared} bytes is over the {limit}-byte limit")
-        body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                raise Rejected(413, "too_large", f"the body is over the {limit}-byte limit")
-        return bytes(body)

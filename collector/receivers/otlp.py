@@ -31,7 +31,6 @@ import asyncio
 import fnmatch
 import hmac
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +61,8 @@ from collector.normalize.otlp import (
     parse_proto_request,
     spans_from_proto,
 )
-from collector.receivers.fluentbit_http import Rejected as _InflateRejected
-from collector.receivers.fluentbit_http import inflate
+from collector.receivers.http_common import ProblemLog, inflate
+from collector.receivers.http_common import Rejected as _InflateRejected
 
 MiB = 1024 * 1024
 
@@ -73,8 +72,6 @@ _THREAD_DECODE_BYTES = 256 * 1024
 # In-flight requests get this long to finish (their pipeline answer) when the receiver stops.
 _SHUTDOWN_TIMEOUT = 10.0
 
-# A repeated problem is logged at most once per this many seconds (the counter counts them all).
-_LOG_INTERVAL = 10.0
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -263,25 +260,6 @@ def _json_bytes(message: Message) -> bytes:
     return orjson.dumps(json_format.MessageToDict(message))
 
 
-class _ProblemLog:
-    """Logs problems at most once per interval per reason, saying how many were not logged."""
-
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
-
-    def warn(self, reason: str, answer: str, where: str, peer: str, detail: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -math.inf) < _LOG_INTERVAL:
-            self._quiet[reason] = self._quiet.get(reason, 0) + 1
-            return
-        self._last[reason] = now
-        quiet = self._quiet.pop(reason, 0)
-        more = f" ({quiet} more like it not logged)" if quiet else ""
-        self._receiver.log.warning("answered %s to %s from %s: %s%s", answer, where, peer, detail, more)
-
-
 @register
 class OTLPReceiver(Receiver):
     """Receives OTLP over gRPC and HTTP (protobuf and JSON) for traces, logs and metrics."""
@@ -299,7 +277,7 @@ class OTLPReceiver(Receiver):
         self._grpc_server: grpc.aio.Server | None = None
         self._runner: web.AppRunner | None = None
         self._serving = False
-        self._problems = _ProblemLog(self)
+        self._problems = ProblemLog(self.log)
         self._token = config.bearer_token.get_secret_value().encode() if config.bearer_token else None
         self._http_paths: dict[str, _Kind] = {}
         if config.http is not None:

@@ -61,13 +61,9 @@ From samples to points (OpenTelemetry's Prometheus compatibility spec):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import math
 import struct
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -83,6 +79,7 @@ from collector.component import ComponentConfig, ComponentContext, Consumer, Rec
 from collector.config.types import ByteSize, Endpoint, ServerTLS, split_endpoint
 from collector.model import Batch, Exemplar, MetricKind, MetricPoint, Scope, Signal, Temporality
 from collector.prompb import remote_pb2, types_pb2
+from collector.receivers.http_common import HTTPAuth, ProblemLog, Rejected, read_body
 
 MiB = 1024 * 1024
 
@@ -94,7 +91,6 @@ SCOPE_NAME = "burnline/remote_write"
 # every other connection's I/O (Prometheus' default 2000-sample request is well under this).
 _THREAD_DECODE_BYTES = 128 * 1024
 _SHUTDOWN_TIMEOUT = 10.0
-_LOG_INTERVAL = 10.0
 # At most this many problems are named in a 400 answer and its log line (all are counted).
 _MAX_REPORTED = 5
 # A native histogram whose spans reach further than this many buckets on one side is refused:
@@ -212,16 +208,6 @@ class RemoteWriteConfig(ComponentConfig):
         if self.max_body_size < 1 or self.max_decompressed_size < 1:
             raise ValueError("max_body_size and max_decompressed_size must be at least 1 byte")
         return self
-
-
-class Rejected(Exception):
-    """A request answered with a 4xx: ``reason`` labels the counter, ``detail`` goes to the client."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.reason = reason
-        self.detail = detail
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -639,33 +625,6 @@ def _is_hex(text: str, length: int) -> bool:
 # The receiver
 
 
-class _ProblemLog:
-    """Logs bad requests at most once per interval per reason, saying how many were not logged."""
-
-    def __init__(self, receiver: Receiver) -> None:
-        self._receiver = receiver
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
-
-    def warn(self, request: web.Request, reason: str, status: int, detail: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(reason, -math.inf) < _LOG_INTERVAL:
-            self._quiet[reason] = self._quiet.get(reason, 0) + 1
-            return
-        self._last[reason] = now
-        quiet = self._quiet.pop(reason, 0)
-        more = f" ({quiet} more like it not logged)" if quiet else ""
-        self._receiver.log.warning(
-            "answered %d to %s %s from %s: %s%s",
-            status,
-            request.method,
-            request.path,
-            request.remote or "an unknown peer",
-            detail,
-            more,
-        )
-
-
 def _message_type(content_type: str) -> str:
     """The protobuf message a Content-Type names; "" for one that is not protobuf at all."""
     mime, _, params = content_type.partition(";")
@@ -698,17 +657,8 @@ class RemoteWriteReceiver(Receiver):
         self.converter = Converter(self.families, config.infer_types)
         self._runner: web.AppRunner | None = None
         self._serving = False
-        self._problems = _ProblemLog(self)
-        self._basic: tuple[bytes, bytes] | None = None
-        if config.username:
-            password = config.password.get_secret_value() if config.password else ""
-            self._basic = (config.username.encode(), password.encode())
-        self._token = config.bearer_token.get_secret_value().encode() if config.bearer_token else None
-        self._challenge = CIMultiDict[str]()
-        if self._basic:
-            self._challenge.add("WWW-Authenticate", 'Basic realm="burnline", charset="UTF-8"')
-        if self._token:
-            self._challenge.add("WWW-Authenticate", 'Bearer realm="burnline"')
+        self._problems = ProblemLog(self.log)
+        self._auth = HTTPAuth(config.username, config.password, config.bearer_token)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_body_size)
@@ -765,10 +715,10 @@ class RemoteWriteReceiver(Receiver):
 
     def _reject(self, request: web.Request, exc: Rejected) -> web.Response:
         self.ctx.telemetry.protocol_errors.labels(self.id, exc.reason).inc()
-        self._problems.warn(request, exc.reason, exc.status, exc.detail)
+        self._problems.warn_request(request, exc.reason, exc.status, exc.detail)
         headers = CIMultiDict[str]()
         if exc.status == 401:
-            headers.extend(self._challenge)
+            headers.extend(self._auth.challenge)
         elif exc.status == 405:
             headers["Allow"] = "POST"
         response = web.Response(status=exc.status, text=exc.detail + "\n", headers=headers)
@@ -777,7 +727,7 @@ class RemoteWriteReceiver(Receiver):
         return response
 
     async def _ingest(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
+        self._auth.check(request.headers.get("Authorization", ""))
         encoding = request.headers.get("Content-Encoding", "").strip().lower() or "snappy"
         if encoding != "snappy":
             raise Rejected(
@@ -796,7 +746,7 @@ class RemoteWriteReceiver(Receiver):
         version = request.headers.get("X-Prometheus-Remote-Write-Version", "")
         if version and not version.startswith(("0.", "1.")):
             self.log.debug("remote-write version %r with a 1.0 message from %s", version, request.remote)
-        body = await self._read_body(request)
+        body = await read_body(request, self.config.max_body_size)
         if not body:
             raise Rejected(400, "empty_body", "the request has no body")
         if len(body) >= _THREAD_DECODE_BYTES:
@@ -819,14 +769,15 @@ class RemoteWriteReceiver(Receiver):
                 + "; ".join(conversion.problems)
             )
             telemetry.protocol_errors.labels(self.id, "invalid_series").inc()
-            self._problems.warn(request, "invalid_series", 400, detail)
+            self._problems.warn_request(request, "invalid_series", 400, detail)
             return web.Response(status=400, text=detail + "\n", headers=headers)
         return web.Response(status=204, headers=headers)
 
     def _refused(self, request: web.Request, exc: Refused, n: int) -> web.Response:
         status = self.config.refused_status
         retry_after = max(1, math.ceil(exc.retry_after))
-        self._problems.warn(request, "refused", status, f"the pipeline refused {n} points: {exc.reason}")
+        detail = f"the pipeline refused {n} points: {exc.reason}"
+        self._problems.warn_request(request, "refused", status, detail)
         return web.Response(
             status=status,
             text=f"not accepted now: {exc.reason}; retry later\n",
@@ -838,37 +789,3 @@ class RemoteWriteReceiver(Receiver):
         conversion = self.converter.convert(parse_write_request(data))
         conversion.size = len(data)
         return conversion
-
-    def _authenticate(self, request: web.Request) -> None:
-        if self._basic is None and self._token is None:
-            return
-        scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
-        scheme, credentials = scheme.lower(), credentials.strip()
-        if scheme == "basic" and self._basic is not None:
-            try:
-                user, sep, password = base64.b64decode(credentials, validate=True).partition(b":")
-            except (binascii.Error, ValueError):
-                raise Rejected(401, "unauthorized", "malformed Basic credentials") from None
-            # Both compared every time so that timing tells nothing about which part was wrong.
-            user_ok = hmac.compare_digest(user, self._basic[0])
-            password_ok = hmac.compare_digest(password, self._basic[1])
-            if sep and user_ok and password_ok:
-                return
-            raise Rejected(401, "unauthorized", "wrong username or password")
-        if scheme == "bearer" and self._token is not None:
-            if hmac.compare_digest(credentials.encode("utf-8", "surrogateescape"), self._token):
-                return
-            raise Rejected(401, "unauthorized", "wrong bearer token")
-        raise Rejected(401, "unauthorized", "authentication required")
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        limit = self.config.max_body_size
-        declared = request.content_length
-        if declared is not None and declared > limit:
-            raise Rejected(413, "too_large", f"the body of {declared} bytes is over the {limit}-byte limit")
-        body = bytearray()
-        async for chunk in request.content.iter_any():
-            body += chunk
-            if len(body) > limit:
-                raise Rejected(413, "too_large", f"the body is over the {limit}-byte limit")
-        return bytes(body)
