@@ -15,14 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.batch_codec import CodecError
 from collector.batch_codec import decode as decode_queued
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.otlp import (
+    InvalidRequest,
+    Rejections,
+    logs_from_proto,
+    metrics_from_proto,
+    parse_json_request,
+    parse_proto_request,
+    spans_from_proto,
+)
 from collector.receivers.fluentbit_http import Rejected, decode_body
 from collector.receivers.forward import FrameStream, ProtocolError, decode_frame
+from collector.receivers.http_common import Rejected as HTTPRejected
+from collector.receivers.remote_write import Converter, FamilyTypes, decompress, parse_write_request
 from tests.forward_frames import ForwardClient, event_time, forward
 from tests.support import free_port, running_service
 
@@ -125,7 +140,7 @@ json_like = st.recursive(
 @given(
     st.one_of(
         st.binary(max_size=2000),
-        json_like.map(lambda v: __import__("orjson").dumps(v)),
+        json_like.map(orjson.dumps),
         st.lists(st.tuples(values, values).map(list), max_size=5).map(
             lambda es: b"".join(msgpack.packb(e, use_bin_type=True) for e in es)
         ),
@@ -142,6 +157,71 @@ def test_fluentbit_http_bodies(body: bytes, encoding: str, declared: str | None)
         assert 400 <= exc.status < 500
         return
     normalize_fluent("tag", [(t or 1, r) for t, r in entries], FluentNormalizeConfig(), 1)
+
+
+OTLP = [
+    (ExportTraceServiceRequest, spans_from_proto),
+    (ExportLogsServiceRequest, logs_from_proto),
+    (ExportMetricsServiceRequest, metrics_from_proto),
+]
+
+
+def otlp_decode(body: bytes, as_json: bool) -> None:
+    for message_class, convert in OTLP:
+        try:
+            if as_json:
+                request = parse_json_request(body, message_class)
+            else:
+                request = parse_proto_request(body, message_class)
+        except InvalidRequest:
+            continue
+        convert(request, Rejections())  # type: ignore[operator]
+
+
+@FUZZ
+@given(st.binary(max_size=2000))
+def test_otlp_protobuf_bytes(data: bytes) -> None:
+    otlp_decode(data, as_json=False)
+
+
+SPAN_KEYS = [
+    "traceId",
+    "spanId",
+    "parentSpanId",
+    "name",
+    "kind",
+    "startTimeUnixNano",
+    "attributes",
+    "events",
+    "links",
+    "status",
+    "flags",
+]
+json_spans = st.lists(st.dictionaries(st.sampled_from(SPAN_KEYS), json_like, max_size=6), max_size=3)
+json_scopes = st.lists(st.fixed_dictionaries({"spans": json_spans}), max_size=2)
+json_traces = st.fixed_dictionaries(
+    {"resourceSpans": st.lists(st.fixed_dictionaries({"scopeSpans": json_scopes}), max_size=2)}
+)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=1000), json_like.map(orjson.dumps), json_traces.map(orjson.dumps)))
+def test_otlp_json_bodies(data: bytes) -> None:
+    otlp_decode(data, as_json=True)
+
+
+@FUZZ
+@given(st.binary(max_size=2000), st.booleans())
+def test_remote_write_bodies(data: bytes, compress: bool) -> None:
+    import cramjam
+
+    body = bytes(cramjam.snappy.compress_raw(data)) if compress else data
+    try:
+        request = parse_write_request(decompress(body, LIMIT))
+    except HTTPRejected as exc:
+        assert exc.status in (400, 413)
+        return
+    Converter(FamilyTypes(100), infer_types=True).convert(request)
 
 
 @FUZZ
