@@ -176,6 +176,7 @@ BUILTIN_MODULES = (
     "collector.receivers.forward",
     "collector.receivers.fluentbit_http",
     "collector.receivers.otlp",
+    "collector.receivers.prometheus_scrape",
     "collector.receivers.remote_write",
     "collector.processors.attributes",
     "collector.processors.filter",
