@@ -26,6 +26,14 @@ class BurnlineProcess:
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self, timeout: float = 30.0) -> None:
+        """Starts the process and waits for /readyz; a process that does not get ready is killed."""
+        try:
+            await self._start(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, timeout: float) -> None:
         log = self.log_path.open("wb")
         args = [sys.executable, "-m", "collector", "run"]
         if self.config.name != "-":
