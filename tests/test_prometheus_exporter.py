@@ -14,15 +14,11 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -37,110 +33,13 @@ from exporters.prometheus import (
     sanitize_metric_name,
     unit_word,
 )
+from tests.real_services import needs_prometheus, real_prometheus
 from tests.support import free_port, metric_value, running_service, wait_until
 
-PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL_BIN = shutil.which("promtool") or "/usr/bin/promtool"
-needs_prometheus = pytest.mark.skipif(
-    not os.access(PROMETHEUS_BIN, os.X_OK), reason="Prometheus is not installed (apt-get install prometheus)"
-)
-
 S = 1_000_000_000
 RESOURCE = {"service.name": "checkout", "service.instance.id": "pod-1", "k8s.pod.name": "checkout-abc"}
 SCOPE = Scope("checkout.instrumentation", "1.2.0")
-
-
-# ---------------------------------------------------------------------------------------------------
-# A real Prometheus
-
-
-@dataclass
-class RealPrometheus:
-    url: str
-    port: int
-    log: Path
-
-    async def get(self, path: str, **params: str) -> Any:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(self.url + path, params=params) as response:
-                body = await response.json()
-                assert response.status == 200, (response.status, body)
-                return body["data"]
-
-    async def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
-        params = {"query": expr}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        data = await self.get("/api/v1/query", **params)
-        result: list[dict[str, Any]] = data["result"]
-        return result
-
-    async def wait_for(
-        self, expr: str, predicate: Callable[[list[dict[str, Any]]], bool] = bool, timeout: float = 45.0
-    ) -> list[dict[str, Any]]:
-        """Polls a query until its result satisfies ``predicate`` (bounded by ``timeout``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = await self.query(expr)
-            if predicate(result):
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{expr!r} gave {result} after {timeout}s\n{self.log_tail()}")
-            await asyncio.sleep(0.25)
-
-    def log_tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@asynccontextmanager
-async def real_prometheus(
-    directory: Path, config: Callable[[int], dict[str, Any]], *flags: str
-) -> AsyncIterator[RealPrometheus]:
-    """Runs Prometheus with ``config(its own port)`` until the block ends; waits for /-/ready."""
-    port = free_port()
-    directory.mkdir(parents=True, exist_ok=True)
-    config_file = directory / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config(port)))
-    log = directory / "prometheus.log"
-    with log.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            PROMETHEUS_BIN,
-            f"--config.file={config_file}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--web.enable-remote-write-receiver",
-            *flags,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    prometheus = RealPrometheus(f"http://127.0.0.1:{port}", port, log)
-    try:
-        deadline = time.monotonic() + 30.0
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if process.returncode is not None:
-                    raise AssertionError(
-                        f"Prometheus exited ({process.returncode}):\n{prometheus.log_tail()}"
-                    )
-                try:
-                    async with session.get(prometheus.url + "/-/ready") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"Prometheus not ready within 30s:\n{prometheus.log_tail()}")
-                await asyncio.sleep(0.1)
-        yield prometheus
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 15.0)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from exporters.prometheus_remote_write import (
     native_histogram,
     retry_after,
 )
+from tests.real_services import needs_prometheus, real_prometheus
 from tests.support import free_port, running_service, wait_until
-from tests.test_prometheus_exporter import needs_prometheus, real_prometheus
 
 S = 1_000_000_000
 RESOURCE = {

@@ -17,7 +17,7 @@ import shutil
 import ssl
 import textwrap
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from collector.receivers.prometheus_scrape import (
 from collector.service import Service
 from collector.telemetry import Telemetry
 from tests.doubles.kube_apiserver import KubeAPIServer, make_pod
+from tests.real_services import local_process
 from tests.support import free_port, metric_value, running_service, wait_until
 
 RID = "prometheus_scrape"
@@ -264,37 +265,6 @@ def own_labels(point: MetricPoint) -> frozenset[tuple[str, str]]:
     return frozenset((k, v) for k, v in point.attributes.items() if k not in ("job", "instance"))
 
 
-@asynccontextmanager
-async def process(
-    args: list[str], ready_url: str, log_file: Path, timeout: float = 30.0
-) -> AsyncIterator[None]:
-    with log_file.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log)
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if proc.returncode is not None:
-                    pytest.fail(f"{args[0]} exited with {proc.returncode}: {log_file.read_text()[-2000:]}")
-                with suppress(aiohttp.ClientError):
-                    async with session.get(ready_url) as response:
-                        if response.status == 200:
-                            break
-                if loop.time() > deadline:
-                    pytest.fail(f"{args[0]} not ready within {timeout}s: {log_file.read_text()[-2000:]}")
-                await asyncio.sleep(0.1)
-        yield
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
 @pytest.fixture
 async def node_exporter(tmp_path: Path) -> AsyncIterator[str]:
     if shutil.which(NODE_EXPORTER) is None:
@@ -307,7 +277,7 @@ async def node_exporter(tmp_path: Path) -> AsyncIterator[str]:
         "--collector.cpu",
         "--collector.meminfo",
     ]
-    async with process(args, f"http://127.0.0.1:{port}/metrics", tmp_path / "node_exporter.log"):
+    async with local_process(args, f"http://127.0.0.1:{port}/metrics", tmp_path / "node_exporter.log"):
         yield f"127.0.0.1:{port}"
 
 
@@ -324,7 +294,7 @@ async def prometheus(tmp_path: Path) -> AsyncIterator[str]:
         f"--storage.tsdb.path={tmp_path / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}",
     ]
-    async with process(args, f"http://127.0.0.1:{port}/-/ready", tmp_path / "prometheus.log"):
+    async with local_process(args, f"http://127.0.0.1:{port}/-/ready", tmp_path / "prometheus.log"):
         yield f"127.0.0.1:{port}"
 
 

@@ -21,8 +21,8 @@ from collector.model import MetricKind, MetricPoint, Temporality
 from collector.prompb import remote_pb2, types_pb2
 from collector.receivers.remote_write import RemoteWriteReceiver, prometheus_unit_to_ucum
 from collector.service import Service
+from tests.real_services import needs_prometheus, real_prometheus
 from tests.support import free_port, metric_value, running_service, wait_until
-from tests.test_prometheus_exporter import needs_prometheus, real_prometheus
 
 RID = "remote_write"
 T_MS = 1_700_000_000_123
