@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from collector.config.types import split_endpoint
+from collector.http_server import start_server
 from collector.telemetry import Telemetry
 
 
@@ -24,14 +25,7 @@ class AdminServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        if self.port == 0:  # tests ask for a free port; learn which one we got
-            sockets = getattr(site._server, "sockets", None)
-            if sockets:
-                self.port = int(sockets[0].getsockname()[1])
+        self._runner, self.port = await start_server(app, self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -56,6 +56,7 @@ from pydantic import Field
 
 from collector.component import ComponentConfig, ComponentContext, Exporter, register
 from collector.config.types import Duration, Endpoint, ServerTLS, split_endpoint
+from collector.http_server import start_server
 from collector.model import Batch, Exemplar, MetricKind, MetricPoint, Signal, Temporality
 from collector.sender import ExporterConfig
 
@@ -562,18 +563,8 @@ class PrometheusExporter(Exporter):
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-        await self._runner.setup()
         ssl_context = self.config.tls.context() if self.config.tls else None
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
-        try:
-            await site.start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        sockets = getattr(site._server, "sockets", None)
-        if self.port == 0 and sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        self._runner, self.port = await start_server(app, self.host, self.port, ssl_context=ssl_context)
         scheme = "https" if ssl_context else "http"
         self.log.info("serving metrics on %s://%s:%d%s", scheme, self.host, self.port, self.config.path)
 

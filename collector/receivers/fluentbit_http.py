@@ -40,6 +40,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from collector.component import ComponentConfig, ComponentContext, Consumer, Receiver, Refused, register
 from collector.config.types import ByteSize, Endpoint, ServerTLS, split_endpoint
+from collector.http_server import start_server
 from collector.model import Batch, LogRecord, Signal
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
 from collector.receivers.http_common import (
@@ -436,24 +437,16 @@ class FluentBitHTTPReceiver(Receiver):
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_body_size)
         app.router.add_route("*", "/{path:.*}", self._handle)
-        # auto_decompress off: aiohttp would inflate gzip bodies itself, unbounded by our limit.
-        self._runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT, auto_decompress=False
-        )
-        await self._runner.setup()
         ssl_context = self.config.tls.context() if self.config.tls else None
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ssl_context)
-        try:
-            await site.start()
-        except BaseException:
-            await self._runner.cleanup()
-            raise
-        sockets = getattr(site._server, "sockets", None)
-        if self.port == 0 and sockets:  # asked for any free port (tests): learn which one we got
-            self.port = int(sockets[0].getsockname()[1])
-        http_server = self._runner.server
-        if http_server is not None:
-            self.ctx.telemetry.connections.labels(self.id).set_function(lambda: len(http_server.connections))
+        self._runner, self.port = await start_server(
+            app,
+            self.host,
+            self.port,
+            ssl_context=ssl_context,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            auto_decompress=False,
+            connections=self.ctx.telemetry.connections.labels(self.id),
+        )
         self._serving = True
         tls = " with TLS" if ssl_context else ""
         self.log.info("listening for Fluent Bit http output on %s:%d%s", self.host, self.port, tls)

@@ -51,6 +51,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from collector.component import ComponentConfig, ComponentContext, Consumer, Receiver, Refused, register
 from collector.config.types import ByteSize, Duration, Endpoint, ServerTLS, split_endpoint
+from collector.http_server import start_server
 from collector.model import Batch, Signal
 from collector.normalize.otlp import (
     InvalidRequest,
@@ -364,19 +365,16 @@ class OTLPReceiver(Receiver):
         app.router.add_route("*", "/{path:.*}", self._http_handle)
         if config.cors is not None:
             app.on_response_prepare.append(self._cors_headers)
-        # auto_decompress off: aiohttp would inflate gzip bodies itself, unbounded by our limit.
-        self._runner = runner = web.AppRunner(
-            app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT, auto_decompress=False
-        )
-        await runner.setup()
         ssl_context = config.tls.context() if config.tls else None
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None)
-        self.http_port = int(sockets[0].getsockname()[1]) if sockets else port
-        http_server = runner.server
-        if http_server is not None:
-            self.ctx.telemetry.connections.labels(self.id).set_function(lambda: len(http_server.connections))
+        self._runner, self.http_port = await start_server(
+            app,
+            host,
+            port,
+            ssl_context=ssl_context,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            auto_decompress=False,
+            connections=self.ctx.telemetry.connections.labels(self.id),
+        )
         tls = " with TLS" if ssl_context else ""
         self.log.info("listening for OTLP/HTTP on %s:%d%s", host, self.http_port, tls)
 

@@ -1,0 +1,48 @@
+"""Starting an aiohttp server on an endpoint: every HTTP listener of burnline starts through here.
+
+One place decides what all of them share: no access log (a line per Fluent Bit flush or scrape would
+drown the real problems), cleanup when the bind fails, port 0 resolved to the port the OS gave, and
+the open-connections gauge.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from aiohttp import web
+from prometheus_client import Gauge
+
+
+async def start_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 5.0,
+    auto_decompress: bool = True,
+    connections: Gauge | None = None,
+) -> tuple[web.AppRunner, int]:
+    """Serves ``app`` on host:port; returns the runner (``cleanup()`` stops it) and the bound port.
+
+    Receivers that bound their bodies themselves pass ``auto_decompress=False``: aiohttp would
+    otherwise inflate gzip bodies unbounded by their limits. ``connections`` (a labelled gauge child)
+    follows the number of open connections.
+    """
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=shutdown_timeout, auto_decompress=auto_decompress
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    sockets = getattr(site._server, "sockets", None)
+    if port == 0 and sockets:  # asked for any free port (tests): learn which one we got
+        port = int(sockets[0].getsockname()[1])
+    server = runner.server
+    if connections is not None and server is not None:
+        connections.set_function(lambda: len(server.connections))
+    return runner, port
