@@ -1,7 +1,8 @@
 """Fuzz the network-facing decoders with a large budget, on demand, and check that memory stays flat.
 
 1. Random inputs (raw bytes and mutated valid frames/bodies) through the Forward frame decoder, the
-   Fluent Bit HTTP body decoder and the durable queue's batch decoder; prints inputs/s, the exceptions
+   Fluent Bit HTTP body decoder, the OTLP protobuf and JSON decoders, the remote_write decoder and
+   the durable queue's batch decoder; prints inputs/s, the exceptions
    that were not the protocol's own error (must be 0) and the memory growth between the first and
    the last quarter of the run (tracemalloc; a leak shows as steady growth).
 2. With --hypothesis N: the property tests of tests/test_fuzz_decoders.py with N examples each.
@@ -20,20 +21,61 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import cramjam
 import msgpack
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from collector.batch_codec import CodecError
 from collector.batch_codec import decode as decode_queued
 from collector.batch_codec import encode as encode_queued
 from collector.model import Batch, LogRecord, Signal
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.otlp import (
+    InvalidRequest,
+    Rejections,
+    logs_from_proto,
+    metrics_from_proto,
+    parse_json_request,
+    parse_proto_request,
+    spans_from_proto,
+)
 from collector.receivers.fluentbit_http import Rejected, decode_body
 from collector.receivers.forward import FrameStream, ProtocolError, decode_frame
+from collector.receivers.http_common import Rejected as HTTPRejected
+from collector.receivers.remote_write import Converter, FamilyTypes, decompress, parse_write_request
 
 LIMIT = 1 << 20
+OTLP: list[tuple[Any, Callable[..., Any]]] = [
+    (ExportTraceServiceRequest, spans_from_proto),
+    (ExportLogsServiceRequest, logs_from_proto),
+    (ExportMetricsServiceRequest, metrics_from_proto),
+]
 CONFIG = FluentNormalizeConfig()
+
+
+def otlp_input(data: bytes) -> None:
+    for message_class, convert in OTLP:
+        for parse in (parse_proto_request, parse_json_request):
+            try:
+                request = parse(data, message_class)
+            except InvalidRequest:
+                continue
+            convert(request, Rejections())
+
+
+def remote_write_input(data: bytes) -> None:
+    for body in (data, bytes(cramjam.snappy.compress_raw(data))):
+        try:
+            request = parse_write_request(decompress(body, LIMIT))
+        except HTTPRejected:
+            continue
+        Converter(FamilyTypes(100), infer_types=True).convert(request)
 
 
 def forward_input(data: bytes) -> None:
@@ -84,6 +126,15 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(buf)
 
 
+DECODERS: list[tuple[Callable[[bytes], Any], type[Exception]]] = [
+    (forward_input, ProtocolError),
+    (http_input, Rejected),
+    (otlp_input, InvalidRequest),
+    (remote_write_input, HTTPRejected),
+    (decode_queued, CodecError),
+]
+
+
 def run_random(inputs: int, seed: int) -> None:
     rng = random.Random(seed)
     queued = encode_queued(
@@ -112,7 +163,8 @@ def run_random(inputs: int, seed: int) -> None:
             marks.append(tracemalloc.get_traced_memory()[0])
     elapsed = time.perf_counter() - started
     tracemalloc.stop()
-    print(f"random inputs: {inputs} in {elapsed:.1f}s ({inputs / elapsed:,.0f}/s through 3 decoders)")
+    rate = inputs / elapsed
+    print(f"random inputs: {inputs} in {elapsed:.1f}s ({rate:,.0f}/s through {len(DECODERS)} decoders)")
     print(f"unexpected exceptions: {sum(unexpected.values())}")
     for key, count in sorted(unexpected.items(), key=lambda kv: -kv[1])[:10]:
         print(f"  {count:>6}  {key}")
