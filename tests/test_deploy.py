@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,17 +18,22 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from collector.admin import AdminServer
 from collector.component import registered, type_of
 from collector.config import ConfigError, parse_config
-from collector.config.types import parse_duration, split_endpoint
+from collector.config.types import ServerTLS, parse_duration, split_endpoint
+from collector.discovery.kubernetes import KubernetesPodDiscovery, PodDiscoveryConfig
 from collector.telemetry import Telemetry
+from tests.doubles.kube_apiserver import KubeAPIServer, make_pod
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -114,22 +120,83 @@ def endpoints(settings: Any, path: str = "") -> Iterator[tuple[str, str]]:
                 yield from endpoints(value, f"{path}.{key}")
 
 
+def served_endpoints(settings: BaseModel) -> Iterator[str]:
+    """The endpoints a component's validated settings make it listen on, defaults included.
+
+    burnline's server settings all have this shape: an ``endpoint`` beside a ``tls`` that takes a
+    ServerTLS (forward, fluentbit_http, OTLP's grpc and http, remote_write, the prometheus exporter).
+    A client's ``endpoint`` (the otlp exporter's) sits beside a ClientTLS and is not one.
+    """
+    fields = type(settings).model_fields
+    values = dict(settings)
+    if "endpoint" in fields and "tls" in fields and ServerTLS in get_args(fields["tls"].annotation):
+        yield str(values["endpoint"])
+    for value in values.values():
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, BaseModel):
+                yield from served_endpoints(item)
+
+
 def listening_ports(config: dict[str, Any], env: Mapping[str, str]) -> set[tuple[int, str]]:
-    """(port, protocol) burnline listens on with this config: receivers and the admin server.
+    """(port, protocol) burnline listens on with this config: receivers, exporters that serve (the
+    prometheus exporter) and the admin server, as burnline's loader reads the config.
 
     The forward receiver answers Fluent Forward heartbeats over UDP on its TCP port (unless
     ``heartbeat: false``).
     """
+    parsed = parse_config(copy.deepcopy(config), "<listening ports>", env=env)
     ports = set()
-    for cid, settings in config["receivers"].items():
-        for _, endpoint in endpoints(settings or {}):
-            port = split_endpoint(expand(endpoint, env))[1]
-            ports.add((port, "tcp"))
-            if type_of(cid) == "forward" and (settings or {}).get("heartbeat", True):
-                ports.add((port, "udp"))
-    admin = config.get("service", {}).get("admin", {}).get("endpoint", "0.0.0.0:8888")
-    ports.add((split_endpoint(expand(admin, env))[1], "tcp"))
+    for section in (parsed.receivers, parsed.exporters):
+        for cid, settings in section.items():
+            for endpoint in served_endpoints(settings):
+                port = split_endpoint(endpoint)[1]
+                ports.add((port, "tcp"))
+                if type_of(cid) == "forward" and settings.heartbeat:
+                    ports.add((port, "udp"))
+    ports.add((split_endpoint(parsed.service.admin.endpoint)[1], "tcp"))
     return ports
+
+
+def test_listening_ports_follow_defaults_and_count_servers_only() -> None:
+    config = {
+        "receivers": {"otlp": {}, "forward": {"heartbeat": False}, "fluentbit_http": {"endpoint": "${HTTP}"}},
+        "exporters": {"prometheus": {}, "otlp/jaeger": {"endpoint": "jaeger:14317", "insecure": True}},
+        "service": {
+            "admin": {"endpoint": "0.0.0.0:18888"},
+            "pipelines": {
+                "logs": {"receivers": ["forward", "fluentbit_http"], "exporters": ["otlp/jaeger"]},
+                "metrics": {"receivers": ["otlp"], "exporters": ["prometheus"]},
+            },
+        },
+    }
+    assert listening_ports(config, {"HTTP": "0.0.0.0:19880"}) == {
+        (4317, "tcp"),
+        (4318, "tcp"),
+        (24224, "tcp"),
+        (19880, "tcp"),
+        (9464, "tcp"),
+        (18888, "tcp"),
+    }
+    config["receivers"]["forward"] = {}
+    assert (24224, "udp") in listening_ports(config, {"HTTP": "0.0.0.0:19880"})
+
+
+def exporter_port(config: dict[str, Any], exporter_type: str, env: Mapping[str, str]) -> int:
+    """The port the one exporter of this type serves on (the prometheus exporter's /metrics)."""
+    parsed = parse_config(copy.deepcopy(config), "<exporter port>", env=env)
+    (settings,) = [s for cid, s in parsed.exporters.items() if type_of(cid) == exporter_type]
+    (endpoint,) = served_endpoints(settings)
+    return split_endpoint(endpoint)[1]
+
+
+def pipelines_into(config: dict[str, Any], exporter_id: str) -> set[str]:
+    """The signals whose pipelines export to this exporter."""
+    return {
+        type_of(pid)
+        for pid, pipeline in config["service"]["pipelines"].items()
+        if exporter_id in pipeline["exporters"]
+    }
 
 
 def admin_port(config: dict[str, Any], env: Mapping[str, str]) -> int:
@@ -281,8 +348,13 @@ def test_dockerfile_exposes_every_port_burnline_listens_on() -> None:
             for item in args.split():
                 port, _, protocol = item.partition("/")
                 exposed.add((int(port), protocol or "tcp"))
-    for path in (DEFAULT_CONFIG, COMPOSE_CONFIG, K8S / "burnline.yaml"):
-        missing = listening_ports(load_one(path), image_env()) - exposed
+    configs = [
+        (DEFAULT_CONFIG, image_env()),
+        (COMPOSE_CONFIG, image_env() | environment(services()["burnline"])),
+        *((workload_config_path(name), container_env(name)) for name in deployments()),
+    ]
+    for path, env in configs:
+        missing = listening_ports(load_one(path), env) - exposed
         assert not missing, f"{path.name} listens on ports the image does not EXPOSE: {sorted(missing)}"
 
 
@@ -574,6 +646,90 @@ def test_es_setup_gives_burnline_write_only_access_and_its_password() -> None:
     assert burnline_env["BURNLINE_ES_USER"] == "burnline"
 
 
+def test_es_setup_lets_burnline_write_the_data_streams_its_config_sends_to() -> None:
+    script = Path(bind_mounts(services()["es-setup"])["/setup.sh"]).read_text("utf-8")
+    writer = re.search(r"role/burnline_writer '(\{.*?\n\})'", script, re.DOTALL)
+    assert writer
+    names = {name for entry in yaml.safe_load(writer.group(1))["indices"] for name in entry["names"]}
+    config = load_one(COMPOSE_CONFIG)
+    patterns = {"logs": "logs-*-*", "traces": "traces-*-*"}
+    for cid in config["exporters"]:
+        if type_of(cid) == "elasticsearch":
+            signals = pipelines_into(config, cid)
+            assert signals <= patterns.keys(), f"{cid} gets {signals}"
+            assert {patterns[s] for s in signals} <= names, f"{cid} writes {signals}; the role allows {names}"
+
+
+def prometheus_jobs() -> dict[str, dict[str, Any]]:
+    mounts = bind_mounts(services()["prometheus"])
+    (config,) = [s for t, s in mounts.items() if t.endswith("prometheus.yml")]
+    return {job["job_name"]: job for job in load_one(Path(config))["scrape_configs"]}
+
+
+def static_targets(job: dict[str, Any]) -> list[str]:
+    return [str(t) for sc in job.get("static_configs", []) for t in sc["targets"]]
+
+
+def test_prometheus_scrapes_the_pipeline_metrics_and_nothing_twice() -> None:
+    """Prometheus reads burnline's prometheus exporter with honor_labels (series keep the job and
+    instance of their source), and does not also scrape what burnline scrapes for it."""
+    burnline_config = load_one(COMPOSE_CONFIG)
+    env = image_env() | environment(services()["burnline"])
+    jobs = prometheus_jobs()
+    pipeline = jobs["burnline-pipeline"]
+    assert static_targets(pipeline) == [f"burnline:{exporter_port(burnline_config, 'prometheus', env)}"]
+    assert pipeline["honor_labels"] is True
+    assert pipeline.get("metrics_path", "/metrics") == "/metrics"
+    assert "metrics" in pipelines_into(burnline_config, "prometheus")
+    scraped_by_burnline = {
+        (target, job.get("metrics_path", "/metrics"))
+        for cid, settings in burnline_config["receivers"].items()
+        if type_of(cid) == "prometheus_scrape"
+        for job in settings["jobs"]
+        for target in static_targets(job)
+    }
+    scraped_by_prometheus = {
+        (target, job.get("metrics_path", "/metrics"))
+        for job in jobs.values()
+        for target in static_targets(job)
+    }
+    assert scraped_by_burnline, "burnline scrapes something for Prometheus"
+    assert not scraped_by_burnline & scraped_by_prometheus, "scraped twice, once under each job"
+    # burnline's scrape jobs keep their names through honor_labels: none may pose as burnline itself.
+    for cid, settings in burnline_config["receivers"].items():
+        if type_of(cid) == "prometheus_scrape":
+            assert not any(re.fullmatch("burnline.*", job["job_name"]) for job in settings["jobs"])
+
+
+def test_burnline_scrapes_fluent_bits_metrics_server() -> None:
+    (settings,) = [
+        s for cid, s in load_one(COMPOSE_CONFIG)["receivers"].items() if type_of(cid) == "prometheus_scrape"
+    ]
+    (job,) = [j for j in settings["jobs"] if j["job_name"] == "fluent-bit"]
+    (target,) = static_targets(job)
+    host, port = split_endpoint(target)
+    assert host == "fluent-bit" and host in services()
+    fluent_bit = services()["fluent-bit"]
+    service = load_one(Path(bind_mounts(fluent_bit)[fluent_bit["command"][-1]]))["service"]
+    assert service["http_server"] is True and service["http_port"] == port
+    assert job["metrics_path"] in {"/api/v1/metrics/prometheus", "/api/v2/metrics/prometheus"}
+
+
+def test_compose_traces_reach_jaeger_over_otlp() -> None:
+    config = load_one(COMPOSE_CONFIG)
+    env = image_env() | environment(services()["burnline"])
+    parsed = parse_config(copy.deepcopy(config), "compose", env=env)
+    traces = parsed.service.pipelines["traces"]
+    assert any(type_of(r) == "otlp" for r in traces.receivers)
+    (jaeger,) = [cid for cid in traces.exporters if type_of(cid) == "otlp"]
+    target, secure = parsed.exporters[jaeger].grpc_target()
+    host, port = split_endpoint(target)
+    assert host == "jaeger" and host in services()
+    # Jaeger v2's OTLP gRPC receiver: 4317, plaintext, bound to every interface in its image.
+    assert (port, secure) == (4317, False)
+    assert environment(services()["jaeger"]).get("JAEGER_LISTEN_HOST", "0.0.0.0") == "0.0.0.0"
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian: prometheus)")
 def test_prometheus_config_scrapes_burnline_and_loads_the_alerts(tmp_path: Path) -> None:
     prometheus = services()["prometheus"]
@@ -639,6 +795,11 @@ def test_grafana_provisions_the_dashboards_and_a_prometheus_datasource() -> None
 
 # ---- Kubernetes ------------------------------------------------------------------------------------
 
+AGGREGATOR = "burnline"  # the autoscaled Deployment that receives (burnline.yaml)
+SCRAPER = "burnline-scraper"  # the single Deployment that scrapes annotated pods (scraper.yaml)
+# Not resources of the kustomization: examples to apply elsewhere.
+EXAMPLES = {"fluent-bit-output.yaml", "podmonitor.yaml"}
+
 
 def kustomization() -> dict[str, Any]:
     return load_one(K8S / "kustomization.yaml")
@@ -651,32 +812,64 @@ def manifests() -> list[dict[str, Any]]:
     return docs
 
 
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in manifests() if d["kind"] == kind}
+
+
 def one(kind: str) -> dict[str, Any]:
-    (doc,) = [d for d in manifests() if d["kind"] == kind]
+    (doc,) = of_kind(kind).values()
     return doc
 
 
-def pod_spec() -> dict[str, Any]:
-    spec: dict[str, Any] = one("Deployment")["spec"]["template"]["spec"]
+def deployments() -> dict[str, dict[str, Any]]:
+    return of_kind("Deployment")
+
+
+def pod_spec(name: str = AGGREGATOR) -> dict[str, Any]:
+    spec: dict[str, Any] = deployments()[name]["spec"]["template"]["spec"]
     return spec
 
 
-def container() -> dict[str, Any]:
-    (burnline,) = pod_spec()["containers"]
+def pod_labels(name: str) -> dict[str, str]:
+    labels: dict[str, str] = deployments()[name]["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def pod_annotations(name: str) -> dict[str, str]:
+    annotations: dict[str, str] = deployments()[name]["spec"]["template"]["metadata"]["annotations"]
+    return annotations
+
+
+def container(name: str = AGGREGATOR) -> dict[str, Any]:
+    (burnline,) = pod_spec(name)["containers"]
     return dict(burnline)
 
 
-def k8s_config() -> dict[str, Any]:
-    (generator,) = kustomization()["configMapGenerator"]
-    (entry,) = generator["files"]
-    _, _, name = entry.rpartition("=")
-    return load_one(K8S / name)
+def container_ports(name: str) -> dict[str, tuple[int, str]]:
+    """Port name -> (number, protocol) of the workload's container."""
+    return {p["name"]: (p["containerPort"], p.get("protocol", "TCP")) for p in container(name)["ports"]}
 
 
-def container_env() -> dict[str, str]:
+def workload_config_path(name: str) -> Path:
+    """The file kustomize puts in the ConfigMap the workload mounts where its command reads it."""
+    path = Path(container(name)["args"][2])
+    mount = next(m for m in container(name)["volumeMounts"] if m["mountPath"] == str(path.parent))
+    volume = next(v for v in pod_spec(name)["volumes"] if v["name"] == mount["name"])
+    (generator,) = [
+        g for g in kustomization()["configMapGenerator"] if g["name"] == volume["configMap"]["name"]
+    ]
+    (entry,) = [e for e in generator["files"] if e.partition("=")[0] == path.name]
+    return K8S / entry.rpartition("=")[2]
+
+
+def k8s_config(name: str = AGGREGATOR) -> dict[str, Any]:
+    return load_one(workload_config_path(name))
+
+
+def container_env(name: str = AGGREGATOR) -> dict[str, str]:
     """The container's environment, with what comes from Secrets and fields as stand-ins."""
     env = {}
-    for var in container().get("env", []):
+    for var in container(name).get("env", []):
         if "value" in var:
             env[var["name"]] = str(var["value"])
         else:
@@ -685,8 +878,81 @@ def container_env() -> dict[str, str]:
     return image_env() | env
 
 
-def test_every_file_is_a_resource_the_config_or_the_fluent_bit_example() -> None:
-    known = set(kustomization()["resources"]) | {"kustomization.yaml", "fluent-bit-output.yaml"}
+def selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def network_policy(name: str) -> dict[str, Any]:
+    """The one NetworkPolicy that applies to the workload's pods."""
+    (policy,) = [
+        p
+        for p in of_kind("NetworkPolicy").values()
+        if selects(p["spec"]["podSelector"]["matchLabels"], pod_labels(name))
+    ]
+    return policy
+
+
+def _peer_matches(peer: dict[str, Any], namespace: str, labels: Mapping[str, str]) -> bool:
+    """A NetworkPolicy peer (namespaceSelector/podSelector, matchLabels only) and a pod."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" not in peer:
+        return False  # a podSelector alone means the policy's own namespace, never another one here
+    namespace_labels = {"kubernetes.io/metadata.name": namespace}
+    ns_selector = peer["namespaceSelector"].get("matchLabels", {})
+    pod_selector = peer.get("podSelector", {}).get("matchLabels", {})
+    return all(namespace_labels.get(k) == v for k, v in ns_selector.items()) and all(
+        labels.get(k) == v for k, v in pod_selector.items()
+    )
+
+
+def _port_matches(rule: dict[str, Any], port: int, protocol: str) -> bool:
+    if "ports" not in rule:
+        return True
+    return any(
+        p.get("protocol", "TCP") == protocol and p.get("port", port) == port and "endPort" not in p
+        for p in rule["ports"]
+    )
+
+
+def ingress_allows(policy: dict[str, Any], port: int, protocol: str, namespace: str) -> bool:
+    """Whether a pod in ``namespace`` (any labels) may connect to this port of the policy's pods."""
+    return any(
+        _port_matches(rule, port, protocol)
+        and ("from" not in rule or any(_peer_matches(peer, namespace, {}) for peer in rule["from"]))
+        for rule in policy["spec"].get("ingress", [])
+    )
+
+
+def egress_allows(
+    policy: dict[str, Any],
+    port: int,
+    protocol: str,
+    namespace: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> bool:
+    """Whether the policy's pods may connect to this port of a pod in ``namespace`` with ``labels``,
+    or (``namespace`` None) of an address outside the cluster's pods (a hosted service, the API server)."""
+    return any(
+        _port_matches(rule, port, protocol)
+        and (
+            "to" not in rule
+            or (
+                namespace is not None
+                and any(_peer_matches(peer, namespace, labels or {}) for peer in rule["to"])
+            )
+        )
+        for rule in policy["spec"].get("egress", [])
+    )
+
+
+def url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or {"http": 80, "https": 443}[parts.scheme]
+
+
+def test_every_file_is_a_resource_the_config_or_an_example() -> None:
+    known = set(kustomization()["resources"]) | {"kustomization.yaml"} | EXAMPLES
     known |= {e.rpartition("=")[2] for g in kustomization()["configMapGenerator"] for e in g["files"]}
     on_disk = {p.name for p in K8S.glob("*.yaml")}
     assert on_disk == known, f"unlisted: {sorted(on_disk - known)}, missing: {sorted(known - on_disk)}"
@@ -694,18 +960,20 @@ def test_every_file_is_a_resource_the_config_or_the_fluent_bit_example() -> None
 
 def test_manifests_have_the_required_kinds() -> None:
     kinds = [d["kind"] for d in manifests()]
-    for kind in (
-        "Namespace",
-        "ServiceAccount",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "Deployment",
-        "Service",
-        "NetworkPolicy",
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-    ):
-        assert kinds.count(kind) == 1, f"{kind}: {kinds.count(kind)}"
+    expected = {
+        "Namespace": 1,
+        "ServiceAccount": 2,
+        "ClusterRole": 1,
+        "ClusterRoleBinding": 1,
+        "Deployment": 2,
+        "Service": 2,
+        "NetworkPolicy": 2,
+        "HorizontalPodAutoscaler": 1,
+        "PodDisruptionBudget": 1,
+    }
+    for kind, count in expected.items():
+        assert kinds.count(kind) == count, f"{kind}: {kinds.count(kind)}"
+    assert set(deployments()) == {AGGREGATOR, SCRAPER}
     namespace = kustomization()["namespace"]
     for doc in manifests():
         if doc["kind"] not in {"Namespace", "ClusterRole", "ClusterRoleBinding"}:
@@ -728,20 +996,21 @@ def test_manifests_match_the_kubernetes_schemas(version: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-def test_kustomize_renders_and_wires_the_generated_configmap() -> None:
+def test_kustomize_renders_and_wires_the_generated_configmaps() -> None:
     result = subprocess.run(
         ["kubectl", "kustomize", str(K8S)], check=False, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    (config_map,) = [d for d in docs if d["kind"] == "ConfigMap"]
-    assert re.fullmatch(r"burnline-config-[a-z0-9]{10}", config_map["metadata"]["name"]), (
-        "content-hashed name"
-    )
-    assert yaml.safe_load(config_map["data"]["config.yaml"]) == k8s_config()
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    volumes = deployment["spec"]["template"]["spec"]["volumes"]
-    assert config_map["metadata"]["name"] in [v.get("configMap", {}).get("name") for v in volumes]
+    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    assert len(config_maps) == len(kustomization()["configMapGenerator"])
+    rendered = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert rendered.keys() == deployments().keys()
+    for name, deployment in rendered.items():
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        (mounted,) = [v["configMap"]["name"] for v in volumes if "configMap" in v]
+        assert re.fullmatch(r"[a-z-]+-config-[a-z0-9]{10}", mounted), f"{name}: not a content-hashed name"
+        assert yaml.safe_load(config_maps[mounted]["data"]["config.yaml"]) == k8s_config(name), name
     assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "burnline" for d in docs)
 
 
@@ -831,8 +1100,9 @@ def restricted_violations(spec: dict[str, Any]) -> list[str]:
     return out
 
 
-def test_deployment_passes_the_restricted_pod_security_standard() -> None:
-    assert restricted_violations(pod_spec()) == []
+@pytest.mark.parametrize("name", [AGGREGATOR, SCRAPER])
+def test_deployment_passes_the_restricted_pod_security_standard(name: str) -> None:
+    assert restricted_violations(pod_spec(name)) == []
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -890,12 +1160,13 @@ def test_the_pod_security_check_needs_seccomp_somewhere() -> None:
     assert any("seccompProfile" in v for v in restricted_violations(spec))
 
 
-def test_container_root_filesystem_is_read_only_and_writable_paths_are_volumes() -> None:
-    burnline = container()
+@pytest.mark.parametrize("name", [AGGREGATOR, SCRAPER])
+def test_container_root_filesystem_is_read_only_and_writable_paths_are_volumes(name: str) -> None:
+    burnline = container(name)
     assert burnline["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"]: m["name"] for m in burnline["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
-    data_dir = k8s_config()["service"]["data_dir"]
+    volumes = {v["name"]: v for v in pod_spec(name)["volumes"]}
+    data_dir = k8s_config(name)["service"]["data_dir"]
     for writable in (data_dir, "/tmp"):
         volume = volumes[mounts[writable]]
         assert "emptyDir" in volume or "persistentVolumeClaim" in volume, f"{writable} is not writable"
@@ -903,43 +1174,75 @@ def test_container_root_filesystem_is_read_only_and_writable_paths_are_volumes()
             assert volume["emptyDir"].get("sizeLimit"), (
                 f"{writable}: an emptyDir without sizeLimit can fill the node"
             )
-    assert container_env()["BURNLINE_DATA_DIR"] == data_dir
-    assert pod_spec()["securityContext"]["runAsUser"] == int(image_user().split(":")[0])
+    assert container_env(name)["BURNLINE_DATA_DIR"] == data_dir
+    assert pod_spec(name)["securityContext"]["runAsUser"] == int(image_user().split(":")[0])
 
 
-def test_deployment_config_validates() -> None:
-    validate_config(k8s_config(), str((K8S / "burnline.yaml").relative_to(ROOT)), container_env())
+def test_disk_queues_fit_the_data_volume() -> None:
+    """Disk queues live under data_dir: their bounds together stay within the volume's sizeLimit."""
+    for name in deployments():
+        parsed = parse_config(k8s_config(name), name, env=container_env(name))
+        on_disk = sum(
+            settings.queue.max_bytes
+            for settings in parsed.exporters.values()
+            if settings.queue.storage == "disk"
+        )
+        mount = next(m for m in container(name)["volumeMounts"] if m["mountPath"] == parsed.service.data_dir)
+        volume = next(v for v in pod_spec(name)["volumes"] if v["name"] == mount["name"])
+        limit = volume["emptyDir"]["sizeLimit"]
+        size = int(limit[:-2]) * {"Mi": 1 << 20, "Gi": 1 << 30}[limit[-2:]]
+        assert on_disk <= size * 0.75, f"{name}: disk queues {on_disk >> 20} MiB on a {limit} volume"
 
 
-def test_deployment_mounts_the_config_the_command_reads() -> None:
-    args = container()["args"]
+@pytest.mark.parametrize("name", [AGGREGATOR, SCRAPER])
+def test_deployment_config_validates(name: str) -> None:
+    path = workload_config_path(name)
+    validate_config(k8s_config(name), str(path.relative_to(ROOT)), container_env(name))
+
+
+@pytest.mark.parametrize("name", [AGGREGATOR, SCRAPER])
+def test_deployment_mounts_the_config_the_command_reads(name: str) -> None:
+    args = container(name)["args"]
     assert args[:2] == ["run", "-c"]
     path = Path(args[2])
-    mount = next(m for m in container()["volumeMounts"] if m["mountPath"] == str(path.parent))
+    mount = next(m for m in container(name)["volumeMounts"] if m["mountPath"] == str(path.parent))
     assert mount.get("readOnly") is True
-    volume = next(v for v in pod_spec()["volumes"] if v["name"] == mount["name"])
-    (generator,) = kustomization()["configMapGenerator"]
-    assert volume["configMap"]["name"] == generator["name"]
+    volume = next(v for v in pod_spec(name)["volumes"] if v["name"] == mount["name"])
+    generators = {g["name"]: g for g in kustomization()["configMapGenerator"]}
+    generator = generators[volume["configMap"]["name"]]
     assert path.name in [entry.partition("=")[0] for entry in generator["files"]]
+    # Each workload has its own ConfigMap: a change to one config rolls only its pods.
+    mounted = [
+        v["configMap"]["name"] for n in deployments() for v in pod_spec(n)["volumes"] if "configMap" in v
+    ]
+    assert len(mounted) == len(set(mounted)) == len(generators)
 
 
-def test_probes_hit_the_admin_servers_paths_on_its_port() -> None:
-    burnline = container()
+@pytest.mark.parametrize("name", [AGGREGATOR, SCRAPER])
+def test_probes_hit_the_admin_servers_paths_on_its_port(name: str) -> None:
+    burnline = container(name)
     ports = {p["name"]: p["containerPort"] for p in burnline["ports"]}
     expected = {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}
+    admin = admin_port(k8s_config(name), container_env(name))
     for probe, path in expected.items():
         get = burnline[probe]["httpGet"]
         assert get["path"] == path, f"{probe} asks {get['path']}"
         port = ports[get["port"]] if isinstance(get["port"], str) else get["port"]
-        assert port == admin_port(k8s_config(), container_env()), f"{probe} is not on the admin port"
-    annotations = one("Deployment")["spec"]["template"]["metadata"]["annotations"]
-    assert int(annotations["prometheus.io/port"]) == admin_port(k8s_config(), container_env())
+        assert port == admin, f"{probe} is not on the admin port"
+    # Annotation-based scraping: the annotations name one port, the admin port (burnline_* metrics).
+    annotations = pod_annotations(name)
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == admin
     assert annotations["prometheus.io/path"] in ADMIN_PATHS
 
 
 async def test_the_admin_server_answers_every_probe_path() -> None:
-    probed = {container()[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe", "startupProbe")}
-    probed.add(one("Deployment")["spec"]["template"]["metadata"]["annotations"]["prometheus.io/path"])
+    probed = {
+        container(name)[p]["httpGet"]["path"]
+        for name in deployments()
+        for p in ("livenessProbe", "readinessProbe", "startupProbe")
+    }
+    probed |= {pod_annotations(name)["prometheus.io/path"] for name in deployments()}
     admin = AdminServer("127.0.0.1:0", Telemetry(), readiness=lambda: [])
     await admin.start()
     try:
@@ -951,37 +1254,143 @@ async def test_the_admin_server_answers_every_probe_path() -> None:
         await admin.stop()
 
 
-def test_container_ports_service_and_network_policy_agree_with_the_config() -> None:
-    burnline = container()
-    declared = {(p["containerPort"], p.get("protocol", "TCP").lower()) for p in burnline["ports"]}
-    assert declared == listening_ports(k8s_config(), container_env())
-    by_name = {p["name"]: (p["containerPort"], p.get("protocol", "TCP")) for p in burnline["ports"]}
-    service_ports = one("Service")["spec"]["ports"]
-    for port in service_ports:
-        assert by_name[port["targetPort"]] == (port["port"], port.get("protocol", "TCP")), port["name"]
-    assert {p["targetPort"] for p in service_ports} == by_name.keys()
-    allowed = {
-        (p["port"], p.get("protocol", "TCP"))
-        for rule in one("NetworkPolicy")["spec"]["ingress"]
+@pytest.mark.parametrize("name", [AGGREGATOR, SCRAPER])
+def test_container_ports_services_and_network_policy_agree_with_the_config(name: str) -> None:
+    config, env = k8s_config(name), container_env(name)
+    by_name = container_ports(name)
+    declared = {(number, protocol.lower()) for number, protocol in by_name.values()}
+    assert declared == listening_ports(config, env)
+    # Every Service in front of these pods points at their named ports, with the same numbers.
+    services = [s for s in of_kind("Service").values() if selects(s["spec"]["selector"], pod_labels(name))]
+    assert services, f"no Service selects {name}'s pods"
+    for service in services:
+        for port in service["spec"]["ports"]:
+            assert by_name[port["targetPort"]] == (port["port"], port.get("protocol", "TCP")), port["name"]
+    # What burnline receives is open to pods of every namespace; the admin port (its own metrics)
+    # and the pipeline's metrics to the monitoring namespace; nothing else is open.
+    policy = network_policy(name)
+    admin = admin_port(config, env)
+    served = {(admin, "tcp")}
+    if any(type_of(cid) == "prometheus" for cid in config["exporters"]):
+        served.add((exporter_port(config, "prometheus", env), "tcp"))
+    for port, protocol in served:
+        assert ingress_allows(policy, port, protocol.upper(), "monitoring"), (
+            f"{port}/{protocol} from monitoring"
+        )
+        assert not ingress_allows(policy, port, protocol.upper(), "shop"), f"{port}/{protocol} from anywhere"
+    for port, protocol in declared - served:
+        assert ingress_allows(policy, port, protocol.upper(), "shop"), f"{port}/{protocol} is blocked"
+    opened = {
+        (p["port"], p.get("protocol", "TCP").lower())
+        for rule in policy["spec"]["ingress"]
         for p in rule.get("ports", [])
     }
-    assert set(by_name.values()) <= allowed, "the NetworkPolicy blocks a port the Service offers"
+    assert all("ports" in rule for rule in policy["spec"]["ingress"]), "an ingress rule opens every port"
+    assert opened <= declared, (
+        f"the NetworkPolicy opens ports nothing listens on: {sorted(opened - declared)}"
+    )
+
+
+def test_the_ingest_service_offers_every_port_of_the_aggregator() -> None:
+    service = of_kind("Service")[AGGREGATOR]
+    assert selects(service["spec"]["selector"], pod_labels(AGGREGATOR))
+    assert not selects(service["spec"]["selector"], pod_labels(SCRAPER)), "senders would reach the scraper"
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == container_ports(AGGREGATOR).keys()
+    assert len({p["name"] for p in service["spec"]["ports"]}) == len(service["spec"]["ports"])
+
+
+def test_pipeline_metrics_of_every_pod_are_scrapable_through_the_annotated_service() -> None:
+    """The annotations on pods name the admin port; the pipeline metrics (prometheus exporter) of
+    every workload are announced by the annotated Service burnline-metrics instead."""
+    service = of_kind("Service")["burnline-metrics"]
+    annotations = service["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    announced = int(annotations["prometheus.io/port"])
+    (port,) = service["spec"]["ports"]
+    assert port["port"] == announced
+    assert service["spec"].get("clusterIP") == "None", "headless: it only lists the pods"
+    for name in deployments():
+        assert selects(service["spec"]["selector"], pod_labels(name)), f"misses {name}'s pods"
+        assert exporter_port(k8s_config(name), "prometheus", container_env(name)) == announced
+        assert container_ports(name)[port["targetPort"]] == (announced, "TCP")
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_podmonitor_example_scrapes_both_ports_of_every_pod() -> None:
+    (monitor,) = load_all(K8S / "podmonitor.yaml")
+    spec = monitor["spec"]
+    assert monitor["kind"] == "PodMonitor"
+    assert monitor["metadata"]["namespace"] == kustomization()["namespace"]
+    assert spec["namespaceSelector"]["matchNames"] == [kustomization()["namespace"]]
+    for name in deployments():
+        labels = pod_labels(name)
+        assert selects(spec["selector"]["matchLabels"], labels), f"misses {name}'s pods"
+        # The job label comes from a pod label; the alerts match up{job=~"burnline.*"}.
+        assert re.fullmatch("burnline.*", labels[spec["jobLabel"]])
+        scraped = {container_ports(name)[e["port"]][0] for e in spec["podMetricsEndpoints"]}
+        config, env = k8s_config(name), container_env(name)
+        assert scraped == {admin_port(config, env), exporter_port(config, "prometheus", env)}
+    endpoints_by_port = {e["port"]: e for e in spec["podMetricsEndpoints"]}
+    assert endpoints_by_port["metrics"].get("honorLabels") is True, "series keep their source's job"
+    assert not endpoints_by_port["admin"].get("honorLabels"), "burnline's own series get job=burnline"
+
+
+def test_egress_reaches_what_each_config_talks_to_and_no_more() -> None:
+    dns = {"namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
+    for name in deployments():
+        policy = network_policy(name)
+        assert egress_allows(policy, 53, "UDP", **dns) and egress_allows(policy, 53, "TCP", **dns), name
+    aggregator, env = k8s_config(AGGREGATOR), container_env(AGGREGATOR)
+    policy = network_policy(AGGREGATOR)
+    parsed = parse_config(copy.deepcopy(aggregator), AGGREGATOR, env=env)
+    for cid, settings in parsed.exporters.items():
+        if type_of(cid) == "elasticsearch":
+            for url in settings.endpoints:
+                assert egress_allows(policy, url_port(url), "TCP"), f"{cid}: {url}"
+        elif type_of(cid) == "otlp":
+            port = split_endpoint(settings.grpc_target()[0])[1]
+            assert egress_allows(policy, port, "TCP"), f"{cid}: {settings.endpoint}"
+    # Hosted Elasticsearch listens on 443 too.
+    assert egress_allows(policy, 443, "TCP")
+    assert not egress_allows(policy, 8080, "TCP", "shop", {"app": "shop"}), "the aggregator scrapes nothing"
+    # The scraper: the API server, and whatever port an annotated pod names, in any namespace.
+    policy = network_policy(SCRAPER)
+    assert egress_allows(policy, 443, "TCP") and egress_allows(policy, 6443, "TCP")
+    for port in (80, 8080, 9100, 2020, 10254):
+        assert egress_allows(policy, port, "TCP", "shop", {"app": "shop"}), port
+    assert not egress_allows(policy, 8080, "UDP", "shop", {"app": "shop"})
+    assert not egress_allows(policy, 9200, "TCP"), "the scraper sends nothing to Elasticsearch"
+
+
+def test_the_network_policy_check_sees_what_rules_open() -> None:
+    policy = {
+        "spec": {
+            "ingress": [
+                {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "m"}}}]}
+            ],
+            "egress": [
+                {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app": "x"}}}]},
+                {"ports": [{"port": 443, "protocol": "TCP"}]},
+            ],
+        }
+    }
+    assert ingress_allows(policy, 1234, "TCP", "m") and not ingress_allows(policy, 1234, "TCP", "n")
+    assert egress_allows(policy, 1, "UDP", "any", {"app": "x"})
+    assert not egress_allows(policy, 1, "UDP", "any", {"app": "y"})
+    assert egress_allows(policy, 443, "TCP") and not egress_allows(policy, 444, "TCP")
 
 
 def test_selectors_select_the_deployments_pods() -> None:
-    labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
-
-    def selects(selector: dict[str, str]) -> bool:
-        return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-    assert selects(one("Deployment")["spec"]["selector"]["matchLabels"])
-    assert selects(one("Service")["spec"]["selector"])
-    assert selects(one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
-    assert selects(one("NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
+    for name, deployment in deployments().items():
+        assert selects(deployment["spec"]["selector"]["matchLabels"], pod_labels(name))
+        others = [n for n in deployments() if n != name]
+        assert not any(selects(deployment["spec"]["selector"]["matchLabels"], pod_labels(n)) for n in others)
+        network_policy(name)  # exactly one
+    assert selects(one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"], pod_labels(AGGREGATOR))
 
 
 def test_replicas_autoscaling_and_disruption_budget() -> None:
-    deployment = one("Deployment")
+    deployment = deployments()[AGGREGATOR]
     assert deployment["spec"]["replicas"] >= 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     hpa = one("HorizontalPodAutoscaler")["spec"]
@@ -996,36 +1405,118 @@ def test_replicas_autoscaling_and_disruption_budget() -> None:
     assert pdb.get("maxUnavailable") == 1 or 1 <= pdb.get("minAvailable", 0) < hpa["minReplicas"]
 
 
-def test_resources_and_shutdown_grace() -> None:
-    resources = container()["resources"]
+def scrapes_kubernetes_pods(name: str) -> bool:
+    return any(
+        type_of(cid) == "prometheus_scrape" and (settings or {}).get("kubernetes_pods") not in (None, False)
+        for cid, settings in k8s_config(name)["receivers"].items()
+    )
+
+
+def test_pod_scraping_runs_in_one_pod_only() -> None:
+    """prometheus_scrape does not divide targets between replicas: each replica scrapes every pod. So
+    discovery runs in a Deployment of exactly one replica that no HPA scales and whose rollout never
+    overlaps two pods; the autoscaled aggregator does not scrape."""
+    scrapers = [name for name in deployments() if scrapes_kubernetes_pods(name)]
+    assert scrapers == [SCRAPER]
+    deployment = deployments()[SCRAPER]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    for hpa in of_kind("HorizontalPodAutoscaler").values():
+        assert hpa["spec"]["scaleTargetRef"]["name"] != SCRAPER
+    for pdb in of_kind("PodDisruptionBudget").values():
+        assert not selects(pdb["spec"]["selector"]["matchLabels"], pod_labels(SCRAPER)), (
+            "a budget over a single pod blocks node drains"
+        )
+
+
+@pytest.mark.parametrize("name", [AGGREGATOR, SCRAPER])
+def test_resources_and_shutdown_grace(name: str) -> None:
+    resources = container(name)["resources"]
     assert {"cpu", "memory"} <= resources["requests"].keys(), "the HPA's CPU target needs a CPU request"
     assert "memory" in resources["limits"]
-    grace = parse_duration(k8s_config()["service"].get("shutdown_grace_period", "30s"))
-    assert pod_spec()["terminationGracePeriodSeconds"] > grace, "SIGKILL must come after the drain"
+    grace = parse_duration(k8s_config(name)["service"].get("shutdown_grace_period", "30s"))
+    assert pod_spec(name)["terminationGracePeriodSeconds"] > grace, "SIGKILL must come after the drain"
 
 
-def test_rbac_is_read_only_pod_and_namespace_discovery() -> None:
+def test_rbac_lets_pod_discovery_list_and_watch_pods_and_nothing_else() -> None:
     roles = [d for d in manifests() if d["kind"] in {"Role", "ClusterRole"}]
     assert roles
     for role in roles:
         for rule in role["rules"]:
             assert rule["apiGroups"] == [""], rule
-            assert set(rule["resources"]) <= {"pods", "namespaces"}, rule
-            assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+            assert rule["resources"] == ["pods"], rule
+            assert {"list", "watch"} <= set(rule["verbs"]) <= {"get", "list", "watch"}, rule
             assert "resourceNames" not in rule and "nonResourceURLs" not in rule
-    service_account = one("ServiceAccount")["metadata"]
-    assert pod_spec()["serviceAccountName"] == service_account["name"]
+    accounts = of_kind("ServiceAccount")
     bindings = [d for d in manifests() if d["kind"] in {"RoleBinding", "ClusterRoleBinding"}]
     role_names = {r["metadata"]["name"] for r in roles}
+    bound = set()
     for binding in bindings:
         assert binding["roleRef"]["name"] in role_names, "binds only burnline's own roles"
-        assert binding["subjects"] == [
-            {
-                "kind": "ServiceAccount",
-                "name": service_account["name"],
-                "namespace": service_account["namespace"],
-            }
-        ]
+        for subject in binding["subjects"]:
+            assert subject["kind"] == "ServiceAccount"
+            assert subject["namespace"] == accounts[subject["name"]]["metadata"]["namespace"]
+            bound.add(subject["name"])
+    # A token reaches only the pods whose config asks the API server, and only their account is bound.
+    for name in deployments():
+        account = pod_spec(name)["serviceAccountName"]
+        assert account in accounts
+        token = pod_spec(name).get(
+            "automountServiceAccountToken", accounts[account].get("automountServiceAccountToken", True)
+        )
+        needs_api = scrapes_kubernetes_pods(name)
+        assert token is needs_api, f"{name}: token mounted {token}, pod discovery {needs_api}"
+        assert (account in bound) is needs_api, f"{name}: account {account} bound {account in bound}"
+    assert len({pod_spec(n)["serviceAccountName"] for n in deployments()}) == len(deployments())
+
+
+async def test_scraper_discovery_asks_only_what_rbac_grants_and_skips_burnlines_pods() -> None:
+    """The scraper's kubernetes_pods settings, run against an API server double: its requests are
+    pod lists and watches (what the ClusterRole grants), it finds an annotated application pod and
+    leaves out burnline's own pods, which Prometheus scrapes directly."""
+    (settings,) = [
+        s["kubernetes_pods"]
+        for cid, s in k8s_config(SCRAPER)["receivers"].items()
+        if type_of(cid) == "prometheus_scrape"
+    ]
+    discovery_settings = {k: v for k, v in settings.items() if k in PodDiscoveryConfig.model_fields}
+    server = KubeAPIServer()
+    await server.start()
+    found = None
+    try:
+        server.add(make_pod("shop-0", "shop", ip="10.1.0.5", port=8080, labels={"app": "shop"}))
+        for index, name in enumerate(deployments()):
+            server.add(
+                make_pod(
+                    f"{name}-0",
+                    kustomization()["namespace"],
+                    ip=f"10.1.1.{index}",
+                    scrape=False,
+                    labels=pod_labels(name),
+                    annotations=pod_annotations(name),
+                )
+            )
+        found = KubernetesPodDiscovery(
+            PodDiscoveryConfig(api_server=server.url, **discovery_settings), logging.getLogger("test")
+        )
+        await found.start()
+        await wait_until(lambda: bool(server.watchers) and bool(found and found.targets()), timeout=10)
+        assert {t.address for t in found.targets()} == {"10.1.0.5:8080"}
+    finally:
+        if found is not None:
+            await found.stop()
+        await server.stop()
+    granted = {
+        (resource, verb)
+        for role in of_kind("ClusterRole").values()
+        for rule in role["rules"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    asked = {("pods", "watch" if r.watch else "list") for r in server.requests}
+    assert asked == {("pods", "list"), ("pods", "watch")}
+    assert asked <= granted
+    assert all(r.path == "/api/v1/pods" for r in server.requests), "one cluster-wide list/watch"
 
 
 def test_fluent_bit_output_example_forwards_to_the_service_with_acks() -> None:
@@ -1041,7 +1532,7 @@ def test_fluent_bit_output_example_forwards_to_the_service_with_acks() -> None:
             sections[-1][key.lower()] = value.strip()
     (output,) = [s for s in sections if s["section"].upper() == "[OUTPUT]"]
     assert output["name"] == "forward"
-    service = one("Service")
+    service = of_kind("Service")[AGGREGATOR]
     assert (
         output["host"]
         == f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc.cluster.local"

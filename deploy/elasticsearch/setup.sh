@@ -3,8 +3,9 @@
 # instead of handing the elastic superuser to every client. Idempotent: PUT replaces role and user,
 # so a re-run (docker compose up again) changes the passwords to the current environment's.
 #
-#   burnline  role burnline_writer: create documents in logs-*-* data streams (auto_configure lets
-#             the first write create the data stream from the built-in logs-*-* template)
+#   burnline  role burnline_writer: create documents in logs-*-* (log records) and traces-*-*
+#             (spans) data streams; auto_configure lets the first write create a data stream from
+#             the index template that matches it
 #   grafana   role logs_reader: read logs-*-*, for Grafana's Elasticsearch data source
 set -euo pipefail
 
@@ -41,7 +42,7 @@ done
 
 request PUT /_security/role/burnline_writer '{
   "cluster": ["monitor"],
-  "indices": [{"names": ["logs-*-*"], "privileges": ["auto_configure", "create_doc", "view_index_metadata"]}]
+  "indices": [{"names": ["logs-*-*", "traces-*-*"], "privileges": ["auto_configure", "create_doc", "view_index_metadata"]}]
 }'
 request PUT /_security/role/logs_reader '{
   "indices": [{"names": ["logs-*-*"], "privileges": ["read", "view_index_metadata"]}]
@@ -49,7 +50,7 @@ request PUT /_security/role/logs_reader '{
 request PUT /_security/user/burnline "{
   \"password\": $(json_string "$BURNLINE_ES_PASSWORD"),
   \"roles\": [\"burnline_writer\"],
-  \"full_name\": \"burnline log pipeline\"
+  \"full_name\": \"burnline pipeline\"
 }"
 request PUT /_security/user/grafana "{
   \"password\": $(json_string "$GRAFANA_ES_PASSWORD"),
