@@ -35,7 +35,6 @@ from typing import Any, Literal
 import msgpack
 import orjson
 from aiohttp import web
-from multidict import CIMultiDict
 from pydantic import Field, SecretStr, model_validator
 
 from collector.component import ComponentConfig, ComponentContext, Consumer, Receiver, Refused, register
@@ -50,6 +49,7 @@ from collector.receivers.http_common import (
     Rejected,
     inflate,
     read_body,
+    rejection_response,
 )
 
 MiB = 1024 * 1024
@@ -478,15 +478,7 @@ class FluentBitHTTPReceiver(Receiver):
     def _reject(self, request: web.Request, exc: Rejected) -> web.Response:
         self.ctx.telemetry.protocol_errors.labels(self.id, exc.reason).inc()
         self._problems.warn_request(request, exc.reason, exc.status, exc.detail)
-        headers = CIMultiDict[str]()
-        if exc.status == 401:
-            headers.extend(self._auth.challenge)
-        elif exc.status == 405:
-            headers["Allow"] = "POST, PUT, GET, HEAD"
-        response = web.Response(status=exc.status, text=exc.detail + "\n", headers=headers)
-        if exc.status == 413:
-            response.force_close()  # the rest of the body is discarded: do not reuse the connection
-        return response
+        return rejection_response(exc, self._auth.challenge, allow="POST, PUT, GET, HEAD")
 
     async def _ingest(self, request: web.Request) -> web.Response:
         observed_ns = time.time_ns()

@@ -35,6 +35,20 @@ class Rejected(Exception):
         self.detail = detail
 
 
+def rejection_response(exc: Rejected, challenge: CIMultiDict[str], allow: str) -> web.Response:
+    """The 4xx answer for ``exc``: the auth challenge on 401, ``Allow`` on 405, the connection closed
+    after 413 (the rest of the body was not read, so the connection cannot be reused)."""
+    headers = CIMultiDict[str]()
+    if exc.status == 401:
+        headers.extend(challenge)
+    elif exc.status == 405:
+        headers["Allow"] = allow
+    response = web.Response(status=exc.status, text=exc.detail + "\n", headers=headers)
+    if exc.status == 413:
+        response.force_close()
+    return response
+
+
 class ProblemLog:
     """Logs problems at most once per interval per reason, saying how many were not logged."""
 

@@ -72,7 +72,6 @@ from typing import Any, Literal
 import cramjam
 from aiohttp import web
 from google.protobuf.message import DecodeError
-from multidict import CIMultiDict
 from pydantic import Field, SecretStr, model_validator
 
 from collector.component import ComponentConfig, ComponentContext, Consumer, Receiver, Refused, register
@@ -80,7 +79,7 @@ from collector.config.types import ByteSize, Endpoint, ServerTLS, split_endpoint
 from collector.http_server import start_server
 from collector.model import Batch, Exemplar, MetricKind, MetricPoint, Scope, Signal, Temporality
 from collector.prompb import remote_pb2, types_pb2
-from collector.receivers.http_common import HTTPAuth, ProblemLog, Rejected, read_body
+from collector.receivers.http_common import HTTPAuth, ProblemLog, Rejected, read_body, rejection_response
 
 MiB = 1024 * 1024
 
@@ -710,15 +709,7 @@ class RemoteWriteReceiver(Receiver):
     def _reject(self, request: web.Request, exc: Rejected) -> web.Response:
         self.ctx.telemetry.protocol_errors.labels(self.id, exc.reason).inc()
         self._problems.warn_request(request, exc.reason, exc.status, exc.detail)
-        headers = CIMultiDict[str]()
-        if exc.status == 401:
-            headers.extend(self._auth.challenge)
-        elif exc.status == 405:
-            headers["Allow"] = "POST"
-        response = web.Response(status=exc.status, text=exc.detail + "\n", headers=headers)
-        if exc.status == 413:
-            response.force_close()  # the rest of the body is not read: do not reuse the connection
-        return response
+        return rejection_response(exc, self._auth.challenge, allow="POST")
 
     async def _ingest(self, request: web.Request) -> web.Response:
         self._auth.check(request.headers.get("Authorization", ""))
