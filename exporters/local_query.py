@@ -603,46 +603,21 @@ def writer(stream: TextIO, as_json: bool) -> Callable[[list[StoredLog]], None]:
 # The command
 
 
-def run(args: argparse.Namespace) -> int:
-    """``burnline logs``; returns the exit status."""
-    path: Path | None = None
+def _run_reader(
+    command: str, args: argparse.Namespace, min_version: int, body: Callable[[sqlite3.Connection, Path], int]
+) -> int:
+    """Opens the store read-only and runs ``body``; what every query command answers on the way out:
+    1 for an unreadable store, 130 for Ctrl-C, 0 when the reader of a pipe went away."""
     try:
         path = resolve_db(args.db, args.config)
-        conn = open_reader(path)
+        conn = open_reader(path, min_version)
     except QueryError as exc:
-        print(f"burnline logs: {exc}", file=sys.stderr)
+        print(f"burnline {command}: {exc}", file=sys.stderr)
         return 1
-    query = LogQuery(
-        since_ns=args.since,
-        service=args.service,
-        min_severity=args.level,
-        grep=args.grep,
-        trace_id=args.trace_id,
-        limit=args.limit,
-    )
-    emit = writer(sys.stdout, args.json)
     try:
-        rows, newest_id = recent(conn, query)
-        if rows:
-            emit(rows)
-        if args.trace_id is not None and not args.json:
-            # Logs and spans correlate by trace id: point to the trace's spans (on stderr: the output
-            # stays one record a line).
-            spans = trace_span_count(conn, args.trace_id)
-            if spans:
-                print(
-                    f"{_count(spans, 'span')} of this trace: burnline traces --trace-id {args.trace_id}"
-                    f"{_store_args(args)}",
-                    file=sys.stderr,
-                )
-        if args.follow:
-            try:
-                follow(conn, query, newest_id, emit, args.interval)
-            except KeyboardInterrupt:  # the way to end --follow
-                return 0
-        return 0
+        return body(conn, path)
     except sqlite3.Error as exc:
-        print(f"burnline logs: cannot read {path}: {exc}", file=sys.stderr)
+        print(f"burnline {command}: cannot read {path}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -654,6 +629,42 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         conn.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """``burnline logs``; returns the exit status."""
+    return _run_reader("logs", args, LOGS_SCHEMA_MIN, lambda conn, _: _logs(conn, args))
+
+
+def _logs(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+    query = LogQuery(
+        since_ns=args.since,
+        service=args.service,
+        min_severity=args.level,
+        grep=args.grep,
+        trace_id=args.trace_id,
+        limit=args.limit,
+    )
+    emit = writer(sys.stdout, args.json)
+    rows, newest_id = recent(conn, query)
+    if rows:
+        emit(rows)
+    if args.trace_id is not None and not args.json:
+        # Logs and spans correlate by trace id: point to the trace's spans (on stderr: the output
+        # stays one record a line).
+        spans = trace_span_count(conn, args.trace_id)
+        if spans:
+            print(
+                f"{_count(spans, 'span')} of this trace: burnline traces --trace-id {args.trace_id}"
+                f"{_store_args(args)}",
+                file=sys.stderr,
+            )
+    if args.follow:
+        try:
+            follow(conn, query, newest_id, emit, args.interval)
+        except KeyboardInterrupt:  # the way to end --follow
+            return 0
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1015,41 +1026,26 @@ def _store_args(args: argparse.Namespace) -> str:
 
 def run_traces(args: argparse.Namespace) -> int:
     """``burnline traces``; returns the exit status."""
-    path: Path | None = None
-    try:
-        path = resolve_db(args.db, args.config)
-        conn = open_reader(path, TRACES_SCHEMA_MIN)
-    except QueryError as exc:
-        print(f"burnline traces: {exc}", file=sys.stderr)
-        return 1
-    try:
-        if args.trace_id is not None:
-            return _show_trace(conn, args, path)
-        query = TraceQuery(
-            since_ns=args.since,
-            service=args.service,
-            errors_only=args.errors,
-            min_duration_ns=args.min_duration,
-            limit=args.limit,
-        )
-        traces = recent_traces(conn, query)
-        if args.json:
-            sys.stdout.write("".join(format_trace_json(t).decode() + "\n" for t in traces))
-        else:
-            sys.stdout.write("".join(format_trace_line(t) + "\n" for t in traces))
-        sys.stdout.flush()
-        return 0
-    except sqlite3.Error as exc:
-        print(f"burnline traces: cannot read {path}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    finally:
-        conn.close()
+    return _run_reader("traces", args, TRACES_SCHEMA_MIN, lambda conn, path: _traces(conn, args, path))
+
+
+def _traces(conn: sqlite3.Connection, args: argparse.Namespace, path: Path) -> int:
+    if args.trace_id is not None:
+        return _show_trace(conn, args, path)
+    query = TraceQuery(
+        since_ns=args.since,
+        service=args.service,
+        errors_only=args.errors,
+        min_duration_ns=args.min_duration,
+        limit=args.limit,
+    )
+    traces = recent_traces(conn, query)
+    if args.json:
+        sys.stdout.write("".join(format_trace_json(t).decode() + "\n" for t in traces))
+    else:
+        sys.stdout.write("".join(format_trace_line(t) + "\n" for t in traces))
+    sys.stdout.flush()
+    return 0
 
 
 def _logs_command(trace_id: str, since_ns: int, args: argparse.Namespace) -> str:
