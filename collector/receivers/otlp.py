@@ -164,12 +164,40 @@ class _Kind:
 
     signal: Signal
     request_class: type[Message]
-    response_class: type[Message]
-    partial_class: type[Message]
+    # Builds the Export response; with rejections, its partial_success names how many and why.
+    respond: Callable[[int, str], Message]
     decode: Callable[[Any, Rejections], list[Any]]
-    rejected_field: str  # of the partial success message
     items: str  # what the items are called in messages
     service: str  # the gRPC service's full name
+
+
+def _traces_response(rejected: int, message: str) -> trace_service_pb2.ExportTraceServiceResponse:
+    response = trace_service_pb2.ExportTraceServiceResponse()
+    if rejected:
+        response.partial_success.CopyFrom(
+            trace_service_pb2.ExportTracePartialSuccess(rejected_spans=rejected, error_message=message)
+        )
+    return response
+
+
+def _logs_response(rejected: int, message: str) -> logs_service_pb2.ExportLogsServiceResponse:
+    response = logs_service_pb2.ExportLogsServiceResponse()
+    if rejected:
+        response.partial_success.CopyFrom(
+            logs_service_pb2.ExportLogsPartialSuccess(rejected_log_records=rejected, error_message=message)
+        )
+    return response
+
+
+def _metrics_response(rejected: int, message: str) -> metrics_service_pb2.ExportMetricsServiceResponse:
+    response = metrics_service_pb2.ExportMetricsServiceResponse()
+    if rejected:
+        response.partial_success.CopyFrom(
+            metrics_service_pb2.ExportMetricsPartialSuccess(
+                rejected_data_points=rejected, error_message=message
+            )
+        )
+    return response
 
 
 def _service(module: Any, name: str) -> str:
@@ -180,30 +208,24 @@ _KINDS = {
     Signal.TRACES: _Kind(
         Signal.TRACES,
         trace_service_pb2.ExportTraceServiceRequest,
-        trace_service_pb2.ExportTraceServiceResponse,
-        trace_service_pb2.ExportTracePartialSuccess,
+        _traces_response,
         spans_from_proto,
-        "rejected_spans",
         "spans",
         _service(trace_service_pb2, "TraceService"),
     ),
     Signal.LOGS: _Kind(
         Signal.LOGS,
         logs_service_pb2.ExportLogsServiceRequest,
-        logs_service_pb2.ExportLogsServiceResponse,
-        logs_service_pb2.ExportLogsPartialSuccess,
+        _logs_response,
         logs_from_proto,
-        "rejected_log_records",
         "log records",
         _service(logs_service_pb2, "LogsService"),
     ),
     Signal.METRICS: _Kind(
         Signal.METRICS,
         metrics_service_pb2.ExportMetricsServiceRequest,
-        metrics_service_pb2.ExportMetricsServiceResponse,
-        metrics_service_pb2.ExportMetricsPartialSuccess,
+        _metrics_response,
         metrics_from_proto,
-        "rejected_data_points",
         "data points",
         _service(metrics_service_pb2, "MetricsService"),
     ),
@@ -413,13 +435,8 @@ class OTLPReceiver(Receiver):
             items, rejections, size = _decode(kind, body, fmt, encoding, limit)
         if items:
             await consumer.consume(Batch(kind.signal, items, size))
-        response = kind.response_class()
-        message = ""
-        if rejections.count:
-            message = rejections.summary(kind.items)
-            partial = kind.partial_class(error_message=message, **{kind.rejected_field: rejections.count})
-            response.partial_success.CopyFrom(partial)  # type: ignore[attr-defined]
-        return _Outcome(response, rejections.count, message)
+        message = rejections.summary(kind.items) if rejections.count else ""
+        return _Outcome(kind.respond(rejections.count, message), rejections.count, message)
 
     def _count(self, reason: str) -> None:
         self.ctx.telemetry.protocol_errors.labels(self.id, reason).inc()
