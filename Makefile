@@ -1,23 +1,45 @@
 # burnline: the two commands a newcomer runs are `make run` and `make test`.
+#
+# Every Python package comes from uv.lock (the whole resolved set, with hashes): uv itself is pinned
+# with hashes in requirements/uv.txt and installed into the virtualenv first. `make lock` refreshes
+# the lock after a change to pyproject.toml; `make lock-upgrade` takes the newest releases the ranges
+# allow. Nothing is installed from an open range.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# --inexact: keep pip and uv in the venv (they are not project dependencies).
+SYNC := $(UV) sync --locked --inexact --quiet
 
-.PHONY: run test lint typecheck unit system-deps bench clean
+.PHONY: run test lint typecheck unit system-deps bench clean lock lock-upgrade lock-check
 
-$(BIN)/python:
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	  -r requirements/uv.txt
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+## lock-check: fail, saying what to do, when pyproject.toml and uv.lock disagree
+lock-check: $(UV)
+	@$(UV) lock --check --offline --quiet || { \
+	  echo "make: pyproject.toml and uv.lock disagree: run 'make lock' and commit uv.lock" >&2; exit 1; }
+
+## lock: re-resolve uv.lock after a change to pyproject.toml (other pins stay)
+lock: $(UV)
+	$(UV) lock
+
+## lock-upgrade: move every pin to the newest release the ranges in pyproject.toml allow
+lock-upgrade: $(UV)
+	$(UV) lock --upgrade
+
+$(STAMP): $(UV) pyproject.toml uv.lock | lock-check
+	$(SYNC)
 	touch $@
 
-$(TEST_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test]'
+$(TEST_STAMP): $(UV) pyproject.toml uv.lock | lock-check
+	$(SYNC) --extra test
 	touch $@ $(STAMP)
 
 ## run: set up and start burnline on its built-in default config (Ctrl-C stops it)
@@ -48,7 +70,7 @@ unit: $(TEST_STAMP) system-deps
 	$(BIN)/pytest -q
 
 ## test: everything the tests need, then lint, type checks and the whole suite
-test: lint typecheck unit
+test: lock-check lint typecheck unit
 
 ## bench: throughput and robustness numbers (prints them; nothing asserts)
 bench: $(STAMP)
