@@ -25,7 +25,7 @@ class BurnlineProcess:
         self.log_path = workdir / f"burnline-{self.admin_port}.log"
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self, timeout: float = 30.0) -> None:
+    async def start(self, timeout: float = 90.0) -> None:
         """Starts the process and waits for /readyz; a process that does not get ready is killed."""
         try:
             await self._start(timeout)

@@ -44,12 +44,23 @@ async def running_service(
         await svc.stop(grace=grace)
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Polls ``predicate`` until true; fails the test after ``timeout`` s (bounded, never forever)."""
-    deadline = time.monotonic() + timeout
+# A deadline for what tests wait on (a process, a file, a socket, a counter). Generous on purpose: a
+# passing wait returns as soon as its condition holds, so only a failing test ever waits this long,
+# and a busy machine (two suites at once plus a CPU hog, see the README) must not fail a correct one.
+DEADLINE = 60.0
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = DEADLINE, interval: float = 0.02) -> None:
+    """Polls ``predicate`` until true; fails the test after the deadline (bounded, never forever).
+
+    ``timeout`` is how long the condition should take on an idle machine; the deadline is never
+    shorter than ``DEADLINE``.
+    """
+    limit = max(timeout, DEADLINE)
+    deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {limit}s")
         await asyncio.sleep(interval)
 
 

@@ -315,7 +315,7 @@ async def run_healthcheck(argv: list[str], env: Mapping[str, str]) -> int:
     process = await asyncio.create_subprocess_exec(
         *argv, env={**os.environ, **env}, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
-    return await asyncio.wait_for(process.wait(), timeout=30)
+    return await asyncio.wait_for(process.wait(), timeout=120)
 
 
 async def test_dockerfile_and_compose_healthchecks_pass_on_a_live_admin_server_only() -> None:

@@ -47,7 +47,7 @@ async def send_acked(port: int, messages: list[str], per_frame: int = 10) -> lis
             part = messages[start : start + per_frame]
             entries = [[event_time(int(time.time())), {"log": m}] for m in part]
             await client.send(forward("app.test", entries, {"chunk": chunk}))
-            reply = await client.receive(timeout=10)
+            reply = await client.receive(timeout=60)
             assert reply == {"ack": chunk}
             acked += part
     except (EOFError, ConnectionError, TimeoutError):
@@ -108,7 +108,7 @@ async def test_quick_start_default_config_then_burnline_logs(tmp_path: Path) -> 
         ]
         lines: list[dict[str, Any]] = []
         for _ in range(100):  # the local exporter flushes within its 1 s flush interval
-            out = await asyncio.to_thread(subprocess.run, query, capture_output=True, text=True, timeout=30)
+            out = await asyncio.to_thread(subprocess.run, query, capture_output=True, text=True, timeout=120)
             lines = [json.loads(line) for line in out.stdout.splitlines()]
             if len(lines) == 2:
                 break
