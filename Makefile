@@ -14,7 +14,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # --inexact: keep pip and uv in the venv (they are not project dependencies).
 SYNC := $(UV) sync --locked --inexact --quiet
 
-.PHONY: run test lint typecheck unit system-deps bench clean lock lock-upgrade lock-check
+.PHONY: run test stress lint typecheck unit system-deps bench clean lock lock-upgrade lock-check
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ typecheck: $(TEST_STAMP)
 
 unit: $(TEST_STAMP) system-deps
 	$(BIN)/pytest -q
+
+## stress: the whole suite twice at once plus a CPU hog on every core, three rounds (tests/stress.sh)
+stress: $(TEST_STAMP) system-deps
+	tests/stress.sh 3
 
 ## test: everything the tests need, then lint, type checks and the whole suite
 test: lock-check lint typecheck unit
