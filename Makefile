@@ -78,6 +78,7 @@ test: lock-check lint typecheck unit
 
 ## bench: throughput and robustness numbers (prints them; nothing asserts)
 bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py --json bench/results-latest.json
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/durable_queue.py
 	$(BIN)/python bench/durable_storage_choice.py
