@@ -7,7 +7,12 @@ oldest to newest of the most recent matches; ``--json`` prints one JSON object a
 stored field. ``burnline traces --trace-id ID`` prints one trace as a tree of spans.
 
 Logs and spans correlate by trace id: ``burnline logs --trace-id ID`` and ``burnline traces
---trace-id ID`` each point to the other when the store has both.
+--trace-id ID`` each point to the other when the store has both, and the span tree shows each span's
+events and the trace's log records under the span that wrote them.
+
+When nothing matches, a line on stderr says so, naming the store, the time range and the filters
+(exit status 0: an empty result is an answer, not a failure). Level names are the ones ingest reads
+(``collector/normalize/severity.py``), so ``--level crit`` means what a record's ``crit`` means.
 """
 
 from __future__ import annotations
@@ -28,18 +33,16 @@ from typing import Any, TextIO
 import orjson
 
 from collector.config.types import parse_duration
-from collector.model import SpanKind, StatusCode, severity_name
-from exporters.local import DEFAULT_FILE_NAME, SCHEMA_VERSION, LocalConfig, schema_problem, store_path
+from collector.model import Severity, SpanKind, StatusCode, severity_name
+from collector.normalize.severity import severity_from_text
+from collector.query.terminal import COLOR_CHOICES, Style, is_terminal, use_color
+from collector.query.timespec import parse_time
+from exporters.local import DEFAULT_FILE_NAME, SCHEMA_VERSION, schema_problem
 
 # The oldest store schema whose logs table this module reads (raise it when a migration changes logs).
 LOGS_SCHEMA_MIN = 1
 # The oldest store schema with the spans table (schema 2 added it).
 TRACES_SCHEMA_MIN = 2
-
-LEVELS = {
-    "trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "err": 17,
-    "fatal": 21, "critical": 21, "crit": 21,
-}  # fmt: skip
 
 # Resource attributes that say where a record came from, shown at the end of a text line.
 WHERE_KEYS = ("k8s.namespace.name", "k8s.pod.name", "k8s.container.name", "host.name")
@@ -61,35 +64,26 @@ class QueryError(Exception):
 
 
 def parse_level(text: str) -> int:
-    """'warn', 'ERROR' or a SeverityNumber (1-24) -> the lowest SeverityNumber to show."""
-    value = text.strip().lower()
-    if value in LEVELS:
-        return LEVELS[value]
+    """A level name as ingest reads it ('warn', 'WARNING', 'crit', 'INFO+2') or a SeverityNumber
+    (1-24) -> the lowest SeverityNumber to show."""
+    value = text.strip()
     if value.isdigit() and 1 <= int(value) <= 24:
         return int(value)
+    number, _ = severity_from_text(value)
+    if number:
+        return number
     raise argparse.ArgumentTypeError(
-        f"{text!r} is not a level (trace, debug, info, warn, error, fatal or a severity number 1-24)"
+        f"{text!r} is not a level (trace, debug, info, warn, error, fatal, a log level name such as "
+        "warning, notice, crit, critical, or a severity number 1-24)"
     )
 
 
 def parse_since(text: str, now_ns: int | None = None) -> int:
-    """'15m', '2h' (that long ago) or an RFC 3339 time -> the earliest record time, Unix ns."""
-    now = datetime.now(UTC).timestamp() if now_ns is None else now_ns / 1e9
-    value = text.strip()
+    """A time as ``collector.query.timespec`` reads it -> Unix ns; a usage error otherwise."""
     try:
-        seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_duration(value)
-        return int((now - seconds) * 1e9)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a duration (15m, 2h, 7d) nor a time (2026-11-29T22:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1e9)
+        return parse_time(text, now_ns)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_trace_id(text: str) -> str:
@@ -124,19 +118,42 @@ def _interval(text: str) -> float:
     return seconds
 
 
-_EPILOG = """\
+_TIMES = """\
+times (--since, --until): a duration ago (15m, 2h, 7d), now, today, yesterday, a clock time today
+(19:00), or a date/time (2026-12-04, 2026-12-04 19:00, 2026-12-04T19:00:00Z). A time without a zone
+is local time (the TZ variable's zone, else the system's); output times are UTC.
+"""
+
+_EXIT = """\
+exit status: 0 when the query ran, whether or not records matched (no match is said on stderr,
+naming the store, the time range and the filters); 1 when the store cannot be read; 2 for bad
+arguments. Colours and aligned columns on a terminal; none when piped, with NO_COLOR set or with
+--color never.
+"""
+
+_EPILOG = (
+    """\
 examples:
   burnline logs                                 the last 100 records of the last hour
   burnline logs --service checkout --level warn warnings and errors of one service
   burnline logs --grep timeout --since 15m      records whose body contains "timeout"
+  burnline logs --since yesterday --until today every record of yesterday (local time)
+  burnline logs --namespace shop --pod 'checkout-*' --since 19:00
+                                                one namespace's checkout pods since 19:00 today
   burnline logs --trace-id 5b8efff798038103d269b633813fc60c
                                                 the records of one trace (its spans: burnline traces
                                                 --trace-id 5b8efff798038103d269b633813fc60c)
   burnline logs -f --level error                follow new errors (Ctrl-C stops)
   burnline logs --json --limit 0 --since 1d     everything of the last day, one JSON a line
-"""
 
-_TRACES_EPILOG = """\
+"""
+    + _TIMES
+    + "\n"
+    + _EXIT
+)
+
+_TRACES_EPILOG = (
+    """\
 examples:
   burnline traces                               the last 20 traces of the last hour
   burnline traces --service checkout --errors   traces in which a checkout span failed
@@ -149,7 +166,14 @@ examples:
 
 A trace line: start time, trace id, duration (first span start to last span end), span count, ERROR
 when a span failed (status ERROR, or a 5xx answer of a server span), the root span's service and name.
+The tree of one trace shows each span's events and the trace's log records under the span that wrote
+them (records without a stored span after the tree).
+
 """
+    + _TIMES
+    + "\n"
+    + _EXIT.replace("records matched", "traces matched")
+)
 
 
 def _add_store_options(p: argparse.ArgumentParser) -> None:
@@ -160,7 +184,43 @@ def _add_store_options(p: argparse.ArgumentParser) -> None:
         help="the store file (default: the -c config's local exporter, "
         f"else $BURNLINE_DATA_DIR/{DEFAULT_FILE_NAME}, else ./data/{DEFAULT_FILE_NAME})",
     )
-    where.add_argument("-c", "--config", metavar="CONFIG", help="take the store path from this config file")
+    where.add_argument(
+        "-c",
+        "--config",
+        metavar="CONFIG",
+        help="take the store path from this config file (only the local exporter's path and "
+        "service.data_dir are read, so variables used elsewhere need not be set)",
+    )
+
+
+def _add_selection_options(match: argparse._ArgumentGroup, what: str) -> None:
+    match.add_argument(
+        "--since",
+        default="1h",
+        type=parse_since,
+        metavar="WHEN",
+        help=f"{what} at or after this time (default: 1h, an hour ago); see times below",
+    )
+    match.add_argument(
+        "--until", type=parse_since, metavar="WHEN", help=f"{what} before this time (default: no end)"
+    )
+    match.add_argument(
+        "--namespace", metavar="NS", help="only this Kubernetes namespace (k8s.namespace.name)"
+    )
+    match.add_argument(
+        "--pod",
+        metavar="POD",
+        help="only this pod (k8s.pod.name); * and ? match any text, as in 'checkout-*'",
+    )
+
+
+def _add_color_option(out: argparse._ArgumentGroup) -> None:
+    out.add_argument(
+        "--color",
+        choices=COLOR_CHOICES,
+        default="auto",
+        help="colour the text output: auto (on a terminal unless NO_COLOR is set), always, never",
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -187,16 +247,11 @@ def _add_logs_parser(subparsers: Any) -> None:
         dest="level",
         type=parse_level,
         metavar="LEVEL",
-        help="this severity and above: trace, debug, info, warn, error, fatal",
+        help="this severity and above: trace, debug, info, warn, error, fatal, or any level name ingest "
+        "reads (warning, notice, crit, critical, ...) or a severity number 1-24",
     )
     match.add_argument("-g", "--grep", metavar="TEXT", help="body contains TEXT (case-insensitive)")
-    match.add_argument(
-        "--since",
-        default="1h",
-        type=parse_since,
-        metavar="WHEN",
-        help="records newer than a duration ago (15m, 2h, 7d) or a time (default: 1h)",
-    )
+    _add_selection_options(match, "records")
     match.add_argument(
         "--trace-id",
         type=parse_trace_id,
@@ -223,6 +278,7 @@ def _add_logs_parser(subparsers: Any) -> None:
         metavar="DURATION",
         help="how often --follow looks for new records (default: 1s)",
     )
+    _add_color_option(out)
     p.set_defaults(func=run)
 
 
@@ -244,16 +300,10 @@ def _add_traces_parser(subparsers: Any) -> None:
         help="show this trace as a tree of spans, with durations and status (list filters do not apply)",
     )
     match = p.add_argument_group(
-        "filters", "--service, --since and --errors select traces with a span that matches all three"
+        "filters", "a trace is listed when one of its spans matches every filter but --min-duration"
     )
     match.add_argument("-s", "--service", help="with a span of this service (resource service.name)")
-    match.add_argument(
-        "--since",
-        default="1h",
-        type=parse_since,
-        metavar="WHEN",
-        help="with a span started less than a duration ago (15m, 2h, 7d) or after a time (default: 1h)",
-    )
+    _add_selection_options(match, "with a span started")
     match.add_argument(
         "--errors",
         action="store_true",
@@ -279,6 +329,7 @@ def _add_traces_parser(subparsers: Any) -> None:
         action="store_true",
         help="one JSON object a line: per trace, or per span (every field) with --trace-id",
     )
+    _add_color_option(out)
     p.set_defaults(func=run_traces)
 
 
@@ -297,23 +348,40 @@ def resolve_db(db: str | None, config: str | None, env: Mapping[str, str] | None
 
 
 def _db_from_config(path: str) -> Path:
+    """The store of the config's local exporter. Reads only what locates it (the exporter's ``path``,
+    ``service.data_dir``) and substitutes only their variables: a query needs no ES_API_KEY."""
     from collector.component import type_of
-    from collector.config import ConfigError, load_config
+    from collector.config import ConfigError, ServiceConfig, expand_value, read_config_file
 
     try:
-        config = load_config(path)
+        data, source = read_config_file(path)
+        exporters = data.get("exporters") or {}
+        if not isinstance(exporters, dict):
+            raise QueryError(f"{source}: exporters: must be a mapping of exporters")
+        stores = {str(cid): raw for cid, raw in exporters.items() if type_of(str(cid)) == "local"}
+        if not stores:
+            raise QueryError(
+                f"{source}: no local exporter is configured, so there is no store to read; use --db"
+            )
+        if len(stores) > 1:
+            raise QueryError(
+                f"{source}: several local exporters ({', '.join(sorted(stores))}); pick one store with --db"
+            )
+        [(cid, raw)] = stores.items()
+        raw = raw if raw is not None else {}
+        if not isinstance(raw, dict):
+            raise QueryError(f"{source}: exporters.{cid}: must be a mapping of settings")
+        store = expand_value(raw.get("path"), f"exporters.{cid}.path", source)
+        if store not in (None, ""):
+            return Path(str(store)).expanduser()
+        service = data.get("service")
+        data_dir = service.get("data_dir") if isinstance(service, dict) else None
+        if data_dir is None:
+            data_dir = ServiceConfig.model_fields["data_dir"].default
+        data_dir = expand_value(data_dir, "service.data_dir", source)
     except ConfigError as exc:
         raise QueryError(str(exc)) from None
-    stores = {cid: cfg for cid, cfg in config.exporters.items() if type_of(cid) == "local"}
-    if not stores:
-        raise QueryError(f"{path}: no local exporter is configured, so there is no store to read; use --db")
-    if len(stores) > 1:
-        raise QueryError(
-            f"{path}: several local exporters ({', '.join(sorted(stores))}); pick one store with --db"
-        )
-    cfg = next(iter(stores.values()))
-    assert isinstance(cfg, LocalConfig)
-    return store_path(cfg, config.service.data_dir)
+    return Path(str(data_dir)).expanduser() / DEFAULT_FILE_NAME
 
 
 def _icontains(text: Any, needle: str) -> bool:
@@ -375,7 +443,10 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 @dataclass(slots=True)
 class LogQuery:
     since_ns: int | None = None
+    until_ns: int | None = None  # exclusive
     service: str | None = None
+    namespace: str | None = None
+    pod: str | None = None  # * and ? are wildcards
     min_severity: int | None = None
     grep: str | None = None
     trace_id: str | None = None
@@ -421,15 +492,37 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _resource_filters(
+    column: str, namespace: str | None, pod: str | None, where: list[str], params: list[Any]
+) -> None:
+    """Resource attributes live once per resource: select the resources, then the rows that use them."""
+    for key, value in (("k8s.namespace.name", namespace), ("k8s.pod.name", pod)):
+        if value is None:
+            continue
+        op = "GLOB" if key == "k8s.pod.name" and not _GLOB_CHARS.isdisjoint(value) else "="
+        where.append(
+            f"{column} IN (SELECT r.id FROM resources AS r"
+            f" WHERE json_extract(r.attributes, '$.\"{key}\"') {op} ?)"
+        )
+        params.append(value)
+
+
 def _filters(q: LogQuery, with_since: bool) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if with_since and q.since_ns is not None:
         where.append("l.time_unix_nano >= ?")
         params.append(q.since_ns)
+    if with_since and q.until_ns is not None:
+        where.append("l.time_unix_nano < ?")
+        params.append(q.until_ns)
     if q.service is not None:
         where.append("l.service = ?")
         params.append(q.service)
+    _resource_filters("l.resource_id", q.namespace, q.pod, where, params)
     if q.min_severity is not None:
         where.append("l.severity_number >= ?")
         params.append(q.min_severity)
@@ -548,17 +641,34 @@ def _load_object(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def format_text(rec: StoredLog) -> str:
-    """``2026-11-29T22:56:48.123Z  ERROR  checkout  payment failed  k8s.pod.name=checkout-7d9f``."""
-    parts = [iso_time(rec.time_unix_nano), f"{rec.level or '-':<5}", _clean(rec.service) or "-"]
-    parts.append(_clean(rec.body) if rec.body is not None else "")
+_PLAIN = Style()
+
+
+def _fields_text(rec: StoredLog, with_trace_id: bool = True) -> str:
+    """The record's attributes, where it came from and its trace id, as logfmt ``key=value`` pairs."""
     fields = [f"{k}={_logfmt_value(v)}" for k, v in _load_object(rec.attributes).items()]
     resource = _load_object(rec.resource)
     fields += [f"{k}={_logfmt_value(resource[k])}" for k in WHERE_KEYS if k in resource]
-    if rec.trace_id:
+    if rec.trace_id and with_trace_id:
         fields.append(f"trace_id={rec.trace_id}")
+    return _clean(" ".join(fields))
+
+
+def format_text(rec: StoredLog, style: Style = _PLAIN) -> str:
+    """``2026-11-29T22:56:48.123Z  ERROR  checkout  payment failed  k8s.pod.name=checkout-7d9f``.
+
+    With a ``style`` for a terminal: the service column aligned and the columns coloured. Everything
+    from the record is cleaned of control characters before our own escapes are added.
+    """
+    parts = [
+        style.paint(iso_time(rec.time_unix_nano), "dim"),
+        style.level(rec.level or "-"),
+        style.paint(style.column("service", _clean(rec.service) or "-"), "cyan"),
+        _clean(rec.body) if rec.body is not None else "",
+    ]
+    fields = _fields_text(rec)
     if fields:
-        parts.append(_clean(" ".join(fields)))
+        parts.append(style.paint(fields, "dim"))
     return "  ".join(parts)
 
 
@@ -586,17 +696,42 @@ def format_json(rec: StoredLog) -> bytes:
     )
 
 
-def writer(stream: TextIO, as_json: bool) -> Callable[[list[StoredLog]], None]:
+def writer(stream: TextIO, as_json: bool, style: Style = _PLAIN) -> Callable[[list[StoredLog]], None]:
     """A function that prints a list of records to ``stream``, one a line, and flushes."""
 
     def emit(rows: list[StoredLog]) -> None:
         if as_json:
             stream.write("".join(format_json(r).decode() + "\n" for r in rows))
         else:
-            stream.write("".join(format_text(r) + "\n" for r in rows))
+            style.widen("service", [_clean(r.service) or "-" for r in rows])
+            stream.write("".join(format_text(r, style) + "\n" for r in rows))
         stream.flush()
 
     return emit
+
+
+def terminal_style(args: argparse.Namespace, stream: TextIO) -> Style:
+    """Colours per ``--color`` (and NO_COLOR); aligned columns when ``stream`` is a terminal."""
+    return Style(color=use_color(args.color, stream), align=is_terminal(stream))
+
+
+def _describe_query(path: Path, args: argparse.Namespace, filters: dict[str, Any]) -> str:
+    """``store data/burnline.db, since 2026-12-05T07:00:00.000Z, service=cart``: what was asked."""
+    parts = [f"store {path}", f"since {iso_time(args.since)}"]
+    if args.until is not None:
+        parts.append(f"until {iso_time(args.until)}")
+    parts += [f"{name}={_logfmt_value(value)}" for name, value in filters.items() if value is not None]
+    return _clean(", ".join(parts))
+
+
+def _level_filter(number: int | None) -> str | None:
+    """``ERROR`` for a range's first number, else the number (``crit`` is 18, inside ERROR's range)."""
+    if number is None:
+        return None
+    return severity_name(number) if number in _RANGE_STARTS else str(number)
+
+
+_RANGE_STARTS = frozenset(int(level) for level in Severity if level)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -633,22 +768,60 @@ def _run_reader(
 
 def run(args: argparse.Namespace) -> int:
     """``burnline logs``; returns the exit status."""
-    return _run_reader("logs", args, LOGS_SCHEMA_MIN, lambda conn, _: _logs(conn, args))
+    return _run_reader("logs", args, LOGS_SCHEMA_MIN, lambda conn, path: _logs(conn, args, path))
 
 
-def _logs(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+def _no_logs_hint(conn: sqlite3.Connection, q: LogQuery) -> str:
+    """Why nothing matched, when the store can say cheaply (each answer is one index lookup)."""
+    newest = conn.execute("SELECT max(time_unix_nano) FROM logs").fetchone()[0]
+    if newest is None:
+        return "; the store has no log records yet"
+    if (
+        q.service is not None
+        and conn.execute("SELECT 1 FROM logs WHERE service = ? LIMIT 1", (q.service,)).fetchone() is None
+    ):
+        return f"; no record of service {q.service!r} at all"
+    if q.since_ns is not None and newest < q.since_ns:
+        return f"; the newest record is from {iso_time(newest)} (try an earlier --since)"
+    return ""
+
+
+def _logs(conn: sqlite3.Connection, args: argparse.Namespace, path: Path) -> int:
+    if args.until is not None and args.until <= args.since:
+        print(
+            f"burnline logs: --until ({iso_time(args.until)}) is not after --since ({iso_time(args.since)})",
+            file=sys.stderr,
+        )
+        return 2
+    if args.until is not None and args.follow:
+        print("burnline logs: --follow shows new records, so it does not go with --until", file=sys.stderr)
+        return 2
     query = LogQuery(
         since_ns=args.since,
+        until_ns=args.until,
         service=args.service,
+        namespace=args.namespace,
+        pod=args.pod,
         min_severity=args.level,
         grep=args.grep,
         trace_id=args.trace_id,
         limit=args.limit,
     )
-    emit = writer(sys.stdout, args.json)
+    emit = writer(sys.stdout, args.json, terminal_style(args, sys.stdout))
     rows, newest_id = recent(conn, query)
     if rows:
         emit(rows)
+    else:
+        asked = _describe_query(
+            path,
+            args,
+            {"service": args.service, "namespace": args.namespace, "pod": args.pod,
+             "min_level": _level_filter(args.level), "grep": args.grep, "trace_id": args.trace_id},
+        )  # fmt: skip
+        with _snapshot(conn):
+            hint = _no_logs_hint(conn, query)
+        waiting = "; waiting for new ones (Ctrl-C stops)" if args.follow else ""
+        print(f"burnline logs: no records match ({asked}){hint}{waiting}", file=sys.stderr)
     if args.trace_id is not None and not args.json:
         # Logs and spans correlate by trace id: point to the trace's spans (on stderr: the output
         # stays one record a line).
@@ -676,7 +849,10 @@ class TraceQuery:
     """Which traces to list: those with a span matching every filter set here."""
 
     since_ns: int | None = None
+    until_ns: int | None = None  # exclusive
     service: str | None = None
+    namespace: str | None = None
+    pod: str | None = None  # * and ? are wildcards
     errors_only: bool = False
     min_duration_ns: int | None = None  # of the whole trace
     limit: int = 20  # 0: no limit
@@ -743,9 +919,13 @@ def _trace_filters(q: TraceQuery) -> tuple[list[str], list[Any]]:
     if q.since_ns is not None:
         where.append("start_time_unix_nano >= ?")
         params.append(q.since_ns)
+    if q.until_ns is not None:
+        where.append("start_time_unix_nano < ?")
+        params.append(q.until_ns)
     if q.service is not None:
         where.append("service = ?")
         params.append(q.service)
+    _resource_filters("resource_id", q.namespace, q.pod, where, params)
     if q.errors_only:
         where.append("is_error = 1")  # a literal, so that the partial index applies
     return where, params
@@ -907,15 +1087,15 @@ def _status_name(code: int) -> str:
         return str(code)
 
 
-def format_trace_line(t: TraceSummary) -> str:
+def format_trace_line(t: TraceSummary, style: Style = _PLAIN) -> str:
     """``<start>  <trace id>  <duration>  <spans>  ERROR|-  <root service>  <root name>``."""
     parts = [
-        iso_time(t.start_time_unix_nano),
+        style.paint(iso_time(t.start_time_unix_nano), "dim"),
         t.trace_id,
         f"{format_duration(t.duration_ns):>8}",
         f"{_count(t.span_count, 'span'):>9}",
-        "ERROR" if t.error_count else "-    ",
-        _clean(t.root_service) or "-",
+        style.level("ERROR" if t.error_count else "-"),
+        style.paint(style.column("service", _clean(t.root_service) or "-"), "cyan"),
         _clean(t.root_name) or "-",
     ]
     line = "  ".join(parts)
@@ -959,24 +1139,93 @@ def format_tree_header(spans: list[StoredSpan]) -> str:
     )
 
 
+# Log records shown in a span tree; a trace with more points to `burnline logs` for the rest.
+TREE_LOG_LIMIT = 200
 _TREE_INDENT_MAX = 40  # levels; deeper spans are drawn at this depth (their order still shows nesting)
 
 
-def format_tree_line(node: TreeSpan, trace_start_ns: int) -> str:
+def _offset(ns: int) -> str:
+    """An offset from the trace's start: ``+250ms``, or ``-30s`` for a log written before it."""
+    return ("-" if ns < 0 else "+") + format_duration(abs(ns))
+
+
+def _indent(depth: int) -> str:
+    return "  " * min(depth, _TREE_INDENT_MAX)
+
+
+def format_tree_line(node: TreeSpan, trace_start_ns: int, style: Style = _PLAIN) -> str:
     """``+offset  duration  status  <indent>name  (service, kind)  span_id=...  [status message]``."""
     s = node.span
     offset = max(0, s.start_time_unix_nano - trace_start_ns)
     status = "ERROR" if s.is_error else ("ok" if s.status_code == StatusCode.OK else "-")
     where = ", ".join(p for p in (_clean(s.service) or "-", _kind_name(s.kind)) if p)
+    status_column = style.paint(f"{status:<5}", "red" if s.is_error else "green" if status == "ok" else "")
     line = (
-        f"{'+' + format_duration(offset):>9}  {format_duration(s.duration_ns):>8}  {status:<5}  "
-        f"{'  ' * min(node.depth, _TREE_INDENT_MAX)}{_clean(s.name) or '-'}  ({where})  span_id={s.span_id}"
+        f"{_offset(offset):>9}  {format_duration(s.duration_ns):>8}  {status_column}  "
+        f"{_indent(node.depth)}{style.paint(_clean(s.name) or '-', 'bold')}  ({where})  span_id={s.span_id}"
     )
     if s.status_message:
         line += f"  status_message={_logfmt_value(s.status_message)}"
     if node.orphan:
         line += f"  (parent {s.parent_span_id} not stored)"
     return line
+
+
+@dataclass(slots=True)
+class TreeNote:
+    """A span event or a log record, shown in the tree under the span it belongs to."""
+
+    time_unix_nano: int
+    level: str  # the log record's level; "" for an event
+    text: str  # already cleaned of control characters
+
+
+def span_events(span: StoredSpan) -> list[TreeNote]:
+    """The span's events as notes: ``event: exception  exception.type=Deadlock``."""
+    try:
+        events = orjson.loads(span.events) if span.events else []
+    except orjson.JSONDecodeError:
+        return []
+    notes = []
+    for event in events if isinstance(events, list) else []:
+        if not isinstance(event, dict):
+            continue
+        attributes = event.get("attributes")
+        pairs = (
+            [f"{k}={_logfmt_value(v)}" for k, v in attributes.items()] if isinstance(attributes, dict) else []
+        )
+        text = "  ".join(p for p in (f"event: {event.get('name') or '-'}", " ".join(pairs)) if p)
+        moment = event.get("time_unix_nano")
+        notes.append(
+            TreeNote(moment if isinstance(moment, int) else span.start_time_unix_nano, "", _clean(text))
+        )
+    return notes
+
+
+def log_note(rec: StoredLog) -> TreeNote:
+    """A log record as a note: ``log: payment failed  (checkout)  order=17``."""
+    body = _clean(rec.body) if rec.body is not None else ""
+    fields = _fields_text(rec, with_trace_id=False)  # the tree is the trace's
+    text = f"log: {body}  ({_clean(rec.service) or '-'})" + (f"  {fields}" if fields else "")
+    return TreeNote(rec.time_unix_nano, rec.level or "-", text)
+
+
+def format_note_line(note: TreeNote, depth: int, trace_start_ns: int, style: Style = _PLAIN) -> str:
+    """``+offset            LEVEL  <indent>  log: ...`` (the duration column empty, events no level)."""
+    return (
+        f"{_offset(note.time_unix_nano - trace_start_ns):>9}  {'':>8}  {style.level(note.level)}  "
+        f"{_indent(depth)}{style.paint(note.text, 'dim') if not note.level else note.text}"
+    )
+
+
+def trace_log_rows(conn: sqlite3.Connection, trace_id: str, limit: int) -> list[StoredLog]:
+    """The trace's first ``limit`` log records by time (the logs_trace index answers)."""
+    with _snapshot(conn):
+        return _rows(
+            conn.execute(
+                _SELECT + " WHERE l.trace_id = ? ORDER BY l.time_unix_nano, l.id LIMIT ?", (trace_id, limit)
+            )
+        )
 
 
 def format_span_json(node: TreeSpan) -> bytes:
@@ -1032,9 +1281,19 @@ def run_traces(args: argparse.Namespace) -> int:
 def _traces(conn: sqlite3.Connection, args: argparse.Namespace, path: Path) -> int:
     if args.trace_id is not None:
         return _show_trace(conn, args, path)
+    if args.until is not None and args.until <= args.since:
+        print(
+            f"burnline traces: --until ({iso_time(args.until)}) is not after --since "
+            f"({iso_time(args.since)})",
+            file=sys.stderr,
+        )
+        return 2
     query = TraceQuery(
         since_ns=args.since,
+        until_ns=args.until,
         service=args.service,
+        namespace=args.namespace,
+        pod=args.pod,
         errors_only=args.errors,
         min_duration_ns=args.min_duration,
         limit=args.limit,
@@ -1043,8 +1302,19 @@ def _traces(conn: sqlite3.Connection, args: argparse.Namespace, path: Path) -> i
     if args.json:
         sys.stdout.write("".join(format_trace_json(t).decode() + "\n" for t in traces))
     else:
-        sys.stdout.write("".join(format_trace_line(t) + "\n" for t in traces))
+        style = terminal_style(args, sys.stdout)
+        style.widen("service", [_clean(t.root_service) or "-" for t in traces])
+        sys.stdout.write("".join(format_trace_line(t, style) + "\n" for t in traces))
     sys.stdout.flush()
+    if not traces:
+        asked = _describe_query(
+            path,
+            args,
+            {"service": args.service, "namespace": args.namespace, "pod": args.pod,
+             "errors": "yes" if args.errors else None,
+             "min_duration": format_duration(args.min_duration) if args.min_duration is not None else None},
+        )  # fmt: skip
+        print(f"burnline traces: no traces match ({asked})", file=sys.stderr)
     return 0
 
 
@@ -1071,10 +1341,32 @@ def _show_trace(conn: sqlite3.Connection, args: argparse.Namespace, path: Path) 
         sys.stdout.flush()
         return 0
     start = min(s.start_time_unix_nano for s in spans)
-    lines = [format_tree_header(spans), *(format_tree_line(node, start) for node in tree)]
+    style = terminal_style(args, sys.stdout)
+    # Each span's events and log records go right under it, by time; records whose span is not
+    # stored (or that name none) follow the tree.
+    notes: dict[str, list[TreeNote]] = {}
+    loose: list[TreeNote] = []
+    span_ids = {s.span_id for s in spans}
+    shown_logs = trace_log_rows(conn, trace_id, TREE_LOG_LIMIT) if logs else []
+    for rec in shown_logs:
+        if rec.span_id and rec.span_id in span_ids:
+            notes.setdefault(rec.span_id, []).append(log_note(rec))
+        else:
+            loose.append(log_note(rec))
+    lines = [format_tree_header(spans)]
+    for node in tree:
+        lines.append(format_tree_line(node, start, style))
+        under = sorted(
+            span_events(node.span) + notes.pop(node.span.span_id, []), key=lambda n: n.time_unix_nano
+        )
+        lines += [format_note_line(note, node.depth + 1, start, style) for note in under]
+    if loose:
+        lines.append("log records of this trace without a stored span:")
+        lines += [format_note_line(note, 0, start, style) for note in loose]
     if logs and first_log is not None:
         command = _logs_command(trace_id, min(start, first_log), args)
-        lines.append(f"{_count(logs, 'log record')} of this trace: {command}")
+        shown = f" (the first {len(shown_logs)} shown)" if len(shown_logs) < logs else ""
+        lines.append(f"{_count(logs, 'log record')} of this trace{shown}: {command}")
     sys.stdout.write("".join(line + "\n" for line in lines))
     sys.stdout.flush()
     return 0

@@ -467,7 +467,16 @@ async def test_gzip_bomb_is_cut_at_the_limit(tmp_path: Path) -> None:
         # 20 MB of exposition, about 20 KB on the wire.
         server.set("/metrics", ("a 1\n" * 5_000_000), gzip=True)
         config = scrape_config(
-            jobs=[job("bomb", f"127.0.0.1:{server.port}", body_size_limit="1MiB", scrape_interval="1s")]
+            # A scrape_timeout long enough that a busy machine still inflates up to the limit.
+            jobs=[
+                job(
+                    "bomb",
+                    f"127.0.0.1:{server.port}",
+                    body_size_limit="1MiB",
+                    scrape_interval="10s",
+                    scrape_timeout="10s",
+                )
+            ]
         )
         async with running_service(config, str(tmp_path / "data")) as svc:
             await wait_until(lambda: bool(up_values(svc, "bomb")))

@@ -1,6 +1,23 @@
 """Configuration: YAML shaped like the OpenTelemetry Collector's, validated by pydantic models."""
 
-from collector.config.loader import ConfigError, load_config, parse_config
+from collector.config.loader import (
+    ConfigError,
+    expand_value,
+    load_config,
+    parse_config,
+    read_config_file,
+    unused_components,
+)
 from collector.config.model import Config, PipelineConfig, ServiceConfig
 
-__all__ = ["Config", "ConfigError", "PipelineConfig", "ServiceConfig", "load_config", "parse_config"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "PipelineConfig",
+    "ServiceConfig",
+    "expand_value",
+    "load_config",
+    "parse_config",
+    "read_config_file",
+    "unused_components",
+]

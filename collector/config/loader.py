@@ -1,14 +1,18 @@
 """Reads a config file: YAML, ``${VAR}`` substitution, validation with errors that say where.
 
 Every problem found is reported at once, each line naming the file, the key path and what is wrong,
-so one `burnline validate` run shows everything to fix.
+so one `burnline validate` run shows everything to fix. A value that came from a variable is named
+with the variable and what it held (``"ten" (from ${MAXC}) is not a valid integer``): the file alone
+does not show it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,7 +39,23 @@ class ConfigError(Exception):
 _VAR = re.compile(r"\$\$|\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _substitute(text: str, path: str, env: Mapping[str, str], problems: list[str]) -> str:
+# The admin endpoint's variable: applies to a file without an `admin:` section too (the built-in
+# default names it in its YAML), so one setting moves the admin server of any config.
+ADMIN_ENDPOINT_VARIABLE = "BURNLINE_ADMIN_ENDPOINT"
+
+
+@dataclass(slots=True)
+class _Expansion:
+    """What substitution did: the problems it found and, per key path, the text a value came from."""
+
+    env: Mapping[str, str]
+    problems: list[str] = field(default_factory=list)
+    origins: dict[str, str] = field(default_factory=dict)
+
+
+def _substitute(text: str, path: str, expansion: _Expansion) -> str:
+    env = expansion.env
+
     def repl(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
@@ -44,7 +64,7 @@ def _substitute(text: str, path: str, env: Mapping[str, str], problems: list[str
             return env[name]
         if default is not None:
             return default
-        problems.append(
+        expansion.problems.append(
             f"{path or '<top>'}: environment variable {name} is not set "
             f"(write ${{{name}:-default}} to give a default)"
         )
@@ -53,11 +73,13 @@ def _substitute(text: str, path: str, env: Mapping[str, str], problems: list[str
     return _VAR.sub(repl, text)
 
 
-def _expand(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+def _expand(value: Any, path: str, expansion: _Expansion) -> Any:
     if isinstance(value, str):
         if "$" not in value:
             return value
-        expanded = _substitute(value, path, env, problems)
+        expanded = _substitute(value, path, expansion)
+        if any(m.group(0) != "$$" for m in _VAR.finditer(value)):
+            expansion.origins[path] = value
         # A value that was only a variable takes the variable's YAML type ("8080" -> 8080, "true").
         if _VAR.fullmatch(value) and expanded:
             try:
@@ -68,10 +90,20 @@ def _expand(value: Any, path: str, env: Mapping[str, str], problems: list[str]) 
                 return loaded
         return expanded
     if isinstance(value, dict):
-        return {k: _expand(v, _join(path, str(k)), env, problems) for k, v in value.items()}
+        return {k: _expand(v, _join(path, str(k)), expansion) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+        return [_expand(v, f"{path}[{i}]", expansion) for i, v in enumerate(value)]
     return value
+
+
+def expand_value(value: Any, path: str, source: str, env: Mapping[str, str] | None = None) -> Any:
+    """Substitutes the variables of one value of a file (and nothing else); ConfigError naming the
+    path when a variable is unset. For readers that need one setting, not the whole config."""
+    expansion = _Expansion(os.environ if env is None else env)
+    expanded = _expand(value, path, expansion)
+    if expansion.problems:
+        raise ConfigError(source, expansion.problems)
+    return expanded
 
 
 def _join(path: str, key: str) -> str:
@@ -83,6 +115,29 @@ def _loc(prefix: str, loc: tuple[int | str, ...]) -> str:
     for part in loc:
         path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
     return path or "<top>"
+
+
+def _from_variable(value: Any, origin: str, error: Any) -> str:
+    """``"ten" (from ${MAXC}) is not a valid integer``: the value, where it came from, the problem."""
+    shown = json.dumps(value) if isinstance(value, str | int | float | bool) else repr(value)
+    msg = str(error["msg"])
+    head = f"{shown} (from {origin})"
+    if msg.startswith("Input should be a valid "):
+        return f"{head} is not a valid {msg.removeprefix('Input should be a valid ').split(',')[0]}"
+    if msg.startswith("Input should be "):
+        return f"{head} should be {msg.removeprefix('Input should be ')}"
+    described = _describe(error)
+    if isinstance(value, str) and repr(value) in described:  # the message quotes the value already
+        return f"{described} (the value came from {origin})"
+    return f"{head}: {described}"
+
+
+def _origin(path: str, origins: Mapping[str, str]) -> tuple[str, str] | None:
+    """The substituted value at ``path`` or above it (pydantic may add union tags below a key)."""
+    for candidate, origin in origins.items():
+        if path == candidate or path.startswith((candidate + ".", candidate + "[")):
+            return candidate, origin
+    return None
 
 
 def _describe(error: Any) -> str:
@@ -98,16 +153,26 @@ def _describe(error: Any) -> str:
     return str(msg)
 
 
-def _validation_problems(prefix: str, exc: ValidationError) -> list[str]:
+def _validation_problems(
+    prefix: str, exc: ValidationError, origins: Mapping[str, str] | None = None
+) -> list[str]:
     out = []
     for error in exc.errors():
         loc = tuple(error["loc"])
         # "unknown key" errors point at the key itself; name it as the last path element.
-        out.append(f"{_loc(prefix, loc)}: {_describe(error)}")
+        path = _loc(prefix, loc)
+        found = _origin(path, origins or {})
+        if found is not None and error["type"] not in ("extra_forbidden", "missing"):
+            where, origin = found
+            out.append(f"{where}: {_from_variable(error.get('input'), origin, error)}")
+        else:
+            out.append(f"{path}: {_describe(error)}")
     return out
 
 
-def _validate_component(kind: str, section: str, cid: str, raw: Any, problems: list[str]) -> Any:
+def _validate_component(
+    kind: str, section: str, cid: str, raw: Any, problems: list[str], *, origins: Mapping[str, str]
+) -> Any:
     known = registered(kind)
     ctype = type_of(cid)
     if ctype not in known:
@@ -123,7 +188,7 @@ def _validate_component(kind: str, section: str, cid: str, raw: Any, problems: l
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(_validation_problems(f"{section}.{cid}", exc))
+        problems.extend(_validation_problems(f"{section}.{cid}", exc, origins))
         return None
 
 
@@ -154,21 +219,53 @@ def _check_pipelines(config: Config, problems: list[str]) -> None:
                     problems.append(f"{where}: {kind} {cid!r} does not handle {signal} (only {supported})")
 
 
+_SECTIONS = (("receivers", "receiver"), ("processors", "processor"), ("exporters", "exporter"))
+
+
+def _default_admin_endpoint(data: dict[Any, Any], expansion: _Expansion) -> None:
+    """BURNLINE_ADMIN_ENDPOINT moves the admin server of a file that has no ``service.admin``."""
+    endpoint = expansion.env.get(ADMIN_ENDPOINT_VARIABLE)
+    service = data.get("service")
+    if not endpoint or not isinstance(service, dict) or "admin" in service:
+        return
+    data["service"] = {**service, "admin": {"endpoint": endpoint}}
+    expansion.origins["service.admin.endpoint"] = f"${{{ADMIN_ENDPOINT_VARIABLE}}}"
+
+
+def unused_components(config: Config) -> list[str]:
+    """``receivers.x``-style paths of the components no pipeline lists (``run`` does not start them)."""
+    out = []
+    for section in ("receivers", "processors", "exporters"):
+        used = {cid for p in config.service.pipelines.values() for cid in getattr(p, section)}
+        defined: dict[str, Any] = getattr(config, section)
+        out += [f"{section}.{cid}" for cid in defined if cid not in used]
+    return out
+
+
 def parse_config(data: Any, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Validates already-parsed YAML; raises ConfigError listing every problem."""
-    problems: list[str] = []
     if not isinstance(data, dict):
         raise ConfigError(source, ["the top level must be a mapping (receivers:, exporters:, service:)"])
-    data = _expand(data, "", os.environ if env is None else env, problems)
+    expansion = _Expansion(os.environ if env is None else env)
+    data = _expand(data, "", expansion)
+    _default_admin_endpoint(data, expansion)
+    problems, origins = expansion.problems, expansion.origins
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, problems + _validation_problems("", exc)) from None
+        problems += _validation_problems("", exc, origins)
+        # The components' own problems too, so that one run shows everything to fix.
+        for section, kind in _SECTIONS:
+            components = data.get(section)
+            if isinstance(components, dict):
+                for cid, settings in components.items():
+                    _validate_component(kind, section, str(cid), settings, problems, origins=origins)
+        raise ConfigError(source, problems) from None
     config.source = source
-    for section, kind in (("receivers", "receiver"), ("processors", "processor"), ("exporters", "exporter")):
+    for section, kind in _SECTIONS:
         raw: dict[str, Any] = getattr(config, section)
         for cid in list(raw):
-            raw[cid] = _validate_component(kind, section, cid, raw[cid], problems)
+            raw[cid] = _validate_component(kind, section, cid, raw[cid], problems, origins=origins)
     _check_pipelines(config, problems)
     if problems:
         raise ConfigError(source, problems)
@@ -177,6 +274,13 @@ def parse_config(data: Any, source: str = "<config>", env: Mapping[str, str] | N
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
     """Loads a config file, or the built-in default when path is None."""
+    data, source = read_config_file(path)
+    return parse_config(data, source, env)
+
+
+def read_config_file(path: str | Path | None) -> tuple[dict[Any, Any], str]:
+    """The file's YAML as data (variables not substituted, nothing validated) and its name for
+    messages; the built-in default when path is None. ConfigError when it is not a YAML mapping."""
     if path is None:
         text = resources.files("collector.config").joinpath("default.yaml").read_text("utf-8")
         source = "<built-in default>"
@@ -200,4 +304,6 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         raise ConfigError(source, [f"{where}YAML syntax error: {problem}"]) from None
     if data is None:
         raise ConfigError(source, ["the file is empty (it needs receivers:, exporters: and service:)"])
-    return parse_config(data, source, env)
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the top level must be a mapping (receivers:, exporters:, service:)"])
+    return data, source

@@ -9,28 +9,40 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_serializer, field_validator
 
 from collector.component import ComponentConfig, Processor, register
-from collector.model import Batch, Severity
+from collector.model import Batch, Severity, severity_name
+from collector.normalize.severity import severity_from_text
 
 
 class FilterConfig(ComponentConfig):
     # Records with a known severity below this are dropped; unspecified severity is kept.
-    min_severity: Severity | None = None
+    min_severity: int | None = Field(default=None, ge=1, le=24)
     # Drop records whose attribute (or resource attribute) matches the regular expression.
     drop_if_matches: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("min_severity", mode="before")
     @classmethod
     def _severity_by_name(cls, value: object) -> object:
+        # The names ingest reads (collector/normalize/severity.py): `warning` here is what it is in a
+        # record's level field, and `crit` sits where the record's `crit` lands.
         if isinstance(value, str):
-            try:
-                return Severity[value.upper()]
-            except KeyError:
+            number, _ = severity_from_text(value)
+            if not number:
                 raise ValueError(
-                    f"unknown severity {value!r} (trace, debug, info, warn, error, fatal)"
-                ) from None
+                    f"unknown severity {value!r} (trace, debug, info, warn, error, fatal, or a log "
+                    "level name such as warning, notice, crit, critical)"
+                )
+            return number
+        return value
+
+    @field_serializer("min_severity")
+    def _severity_as_name(self, value: int | None) -> str | int | None:
+        # A range's first number by its name (`info`), others (`crit` is 18) as the number: either
+        # reads back to the same severity.
+        if value is not None and value in set(Severity) - {Severity.UNSPECIFIED}:
+            return severity_name(value).lower()
         return value
 
     @field_validator("drop_if_matches")

@@ -1,0 +1,1 @@
+"""Helpers of the query commands (``burnline logs``, ``burnline traces``): times, terminal output."""
