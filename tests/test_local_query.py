@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import re
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -20,6 +22,7 @@ import pytest
 import tests.support  # noqa: F401  (registers the `inject` receiver the configs below use)
 from collector.cli import main
 from collector.model import LogRecord, Severity, Signal, Span, SpanEvent, SpanKind, StatusCode
+from collector.query import timespec
 from exporters.local import SCHEMA_VERSION, RetentionConfig, StoreWriter
 from exporters.local_query import (
     LogQuery,
@@ -38,6 +41,17 @@ from exporters.local_query import (
 
 NOW = time.time_ns()
 MIN = 60 * 1_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def clock_at_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records below are placed relative to NOW, taken when this module was collected. The
+    in-process CLI reads the time from collector.query.timespec: pinned to NOW, `--since 15m`
+    keeps meaning the same records however long after collection a test runs (on a busy machine
+    this module ran 19 minutes after collection). Subprocess tests keep the real clock."""
+    monkeypatch.setattr(timespec, "time", SimpleNamespace(time_ns=lambda: NOW))
+
+
 TRACE = "5b8efff798038103d269b633813fc60c"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -407,6 +421,7 @@ def follower(db: Path) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]
     proc = subprocess.Popen(
         [sys.executable, "-m", "collector", "logs", "--db", str(db), "-f", "--interval", "50ms", "-n", "1"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
 
@@ -432,8 +447,16 @@ def test_follow_command_prints_new_records_and_ends_on_ctrl_c(
     write(db, [LogRecord(time.time_ns(), "arrived while following", Severity.INFO, resource=CART)])
     assert "arrived while following" in lines.get(timeout=60)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 0
-    assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
+    assert proc.stderr is not None
+    try:
+        code = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        # PYTHONFAULTHANDLER (set by the fixture): SIGABRT prints every thread's stack on stderr.
+        proc.send_signal(signal.SIGABRT)
+        proc.wait(30)
+        pytest.fail(f"burnline logs -f still ran 60 s after Ctrl-C; its stacks:\n{proc.stderr.read()}")
+    assert code == 0
+    assert "Traceback" not in proc.stderr.read()
 
 
 # ---------------------------------------------------------------------------------------------------
