@@ -50,7 +50,9 @@ async def running_service(
 DEADLINE = 60.0
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = DEADLINE, interval: float = 0.02) -> None:
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float = DEADLINE, interval: float = 0.02
+) -> None:
     """Polls ``predicate`` until true; fails the test after the deadline (bounded, never forever).
 
     ``timeout`` is how long the condition should take on an idle machine; the deadline is never
