@@ -28,14 +28,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from collector.slo.spec import load_slos
+
     try:
         config = load_config(args.config)
+        # The SLOs too: slo_files are read and checked as `run` would at start.
+        slos = load_slos(config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
     counts = (
         f"{len(config.receivers)} receiver(s), {len(config.processors)} processor(s), "
-        f"{len(config.exporters)} exporter(s), {len(config.service.pipelines)} pipeline(s)"
+        f"{len(config.exporters)} exporter(s), {len(config.service.pipelines)} pipeline(s), "
+        f"{len(slos)} SLO(s)"
     )
     print(f"{config.source}: valid ({counts})")
     # What `run` would warn about at start, said now: a component no pipeline lists is not started.
@@ -91,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     from exporters import local_query
 
     local_query.add_parser(sub)
+
+    from collector.slo import cli as slo_cli
+
+    slo_cli.add_parser(sub)
     return parser
 
 

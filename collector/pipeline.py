@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+from collections.abc import Callable
 
 from collector.component import Processor, Refused
 from collector.memory_limiter import MemoryLimiter
@@ -16,21 +18,35 @@ from collector.model import Batch, Signal
 from collector.queue import MemoryQueue
 from collector.telemetry import Telemetry
 
+log = logging.getLogger("burnline.pipeline")
+
+
+# Sees every batch a pipeline delivered to its queues (the SLO engine): must not change or keep it.
+Observer = Callable[[Batch], None]
+
 
 class Pipeline:
     def __init__(
-        self, pipeline_id: str, signal: Signal, processors: list[Processor], queues: list[MemoryQueue]
+        self,
+        pipeline_id: str,
+        signal: Signal,
+        processors: list[Processor],
+        queues: list[MemoryQueue],
+        observers: list[Observer] | None = None,
     ):
         self.id = pipeline_id
         self.signal = signal
         self.processors = processors
         self.queues = queues
+        self.observers = observers or []
 
     @property
     def mutates(self) -> bool:
         return any(getattr(p, "mutates_data", True) for p in self.processors)
 
-    async def consume(self, batch: Batch) -> None:
+    async def consume(self, batch: Batch, observe: bool = True) -> None:
+        """``observe``: show the batch to the observers once accepted (a receiver in several pipelines
+        of one signal has only its first one observe, so that no event is counted twice)."""
         for processor in self.processors:
             result = processor.process(batch)
             if result is None or not result.items:
@@ -38,13 +54,22 @@ class Pipeline:
             batch = result
         if len(self.queues) == 1:
             await self.queues[0].put(batch)
+        else:
+            outcomes = await asyncio.gather(*(q.put(batch) for q in self.queues), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    # Some queues may have taken the batch: the client's retry duplicates it there, which
+                    # the exporters' deterministic ids absorb. Refusing is still right: one queue did not.
+                    raise outcome
+        # Observed only once accepted: a refused batch comes again with the client's retry and
+        # would otherwise be counted twice.
+        if not observe:
             return
-        outcomes = await asyncio.gather(*(q.put(batch) for q in self.queues), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                # Some queues may have taken the batch: the client's retry duplicates it there, which
-                # the exporters' deterministic ids absorb. Refusing is still right: one queue did not.
-                raise outcome
+        for observer in self.observers:
+            try:
+                observer(batch)
+            except Exception:
+                log.exception("pipeline %s: an observer failed on a batch of %d", self.id, len(batch))
 
 
 def clone(batch: Batch) -> Batch:
@@ -94,7 +119,10 @@ class ReceiverConsumer:
                 # A pipeline whose processors change records gets its own copy, so that the
                 # other pipelines see the records as received.
                 await asyncio.gather(
-                    *(p.consume(clone(batch) if p.mutates else batch) for p in self.pipelines)
+                    *(
+                        p.consume(clone(batch) if p.mutates else batch, observe=i == 0)
+                        for i, p in enumerate(self.pipelines)
+                    )
                 )
         except Refused as exc:
             self._refused.labels(self.receiver_id, self.signal.value, exc.reason).inc(n)

@@ -25,6 +25,7 @@ from collector.component import (
     registered,
     type_of,
 )
+from collector.config import ConfigError
 from collector.config.model import Config
 from collector.deadletter import DeadLetter
 from collector.durable_queue import DurableQueue
@@ -33,6 +34,11 @@ from collector.model import Signal
 from collector.pipeline import Pipeline, ReceiverConsumer
 from collector.queue import MemoryQueue
 from collector.sender import ExporterConfig, QueueSender
+from collector.slo.alertmanager import AlertmanagerClient
+from collector.slo.engine import SloEngine
+from collector.slo.metrics import SloMetrics
+from collector.slo.persistence import Persister
+from collector.slo.spec import load_slos
 from collector.telemetry import Telemetry
 
 log = logging.getLogger("burnline.service")
@@ -51,6 +57,9 @@ class Service:
         self.pipelines: dict[str, Pipeline] = {}
         self.memory_limiter = MemoryLimiter(config.service.memory_limiter, self.telemetry)
         self.admin = AdminServer(config.service.admin.endpoint, self.telemetry, self.not_ready)
+        self.slo_engine: SloEngine | None = None
+        self._slo_persister: Persister | None = None
+        self._alertmanagers: AlertmanagerClient | None = None
         self._started: list[Component] = []
         self._exporters_started = False
         self._stopped = asyncio.Event()
@@ -78,12 +87,18 @@ class Service:
         try:
             self.memory_limiter.start()
             await self._start_exporters()
+            await self._start_slo_engine()
             await self._start_processors()
             self._build_pipelines()
             await self._start_receivers()
             await self.admin.start()
+            if self.slo_engine is not None:
+                if not self.slo_engine.generator_url:
+                    self.slo_engine.generator_url = self.admin.url
+                self.slo_engine.start()
         except BaseException:
             await self._stop_started(grace=0.0)
+            await self._stop_slo_engine()
             await self.memory_limiter.stop()
             raise
         log.info(
@@ -119,6 +134,39 @@ class Service:
             self.senders[cid] = sender
         self._exporters_started = True
 
+    async def _start_slo_engine(self) -> None:
+        """The SLO engine, when the config has SLOs: counts restored, Alertmanager client started.
+        Its evaluations begin once the admin server (its generatorURL) is up."""
+        slos = load_slos(self.config)
+        if not slos:
+            return
+        alerting = self.config.alerting
+        if alerting.alertmanagers:
+            self._alertmanagers = AlertmanagerClient(alerting.alertmanagers, self.telemetry)
+            await self._alertmanagers.start()
+        else:
+            log.warning(
+                "%d SLO(s) but no alerting.alertmanagers: alerts show only on /metrics and the API", len(slos)
+            )
+        engine = SloEngine(slos, alerting, sink=self._alertmanagers, generator_url=alerting.external_url)
+        self._slo_persister = Persister(engine, self.data_dir / "slo", alerting.persist_interval)
+        await self._slo_persister.start()
+        self.telemetry.extra_expositions.append(SloMetrics(engine).exposition_async)
+        self.admin.slos = engine
+        self.slo_engine = engine
+        log.info("SLO engine: %d SLO(s), evaluated every %gs", len(slos), alerting.evaluation_interval)
+
+    async def _stop_slo_engine(self) -> None:
+        """Evaluation stops, counts are saved, pending alerts get a moment to go out."""
+        if self.slo_engine is not None:
+            await self.slo_engine.stop()
+        if self._slo_persister is not None:
+            await self._slo_persister.stop()
+            self._slo_persister = None
+        if self._alertmanagers is not None:
+            await self._alertmanagers.stop()
+            self._alertmanagers = None
+
     async def _start_processors(self) -> None:
         for cid in self._used("processors"):
             cls = registered("processor")[type_of(cid)]
@@ -130,11 +178,15 @@ class Service:
 
     def _build_pipelines(self) -> None:
         for pid, pcfg in self.config.service.pipelines.items():
+            signal = Signal(type_of(pid))
+            engine = self.slo_engine
+            observe = engine is not None and signal in engine.signals()
             self.pipelines[pid] = Pipeline(
                 pid,
-                Signal(type_of(pid)),
+                signal,
                 [self.processors[p] for p in pcfg.processors],
                 [self.senders[e].queue for e in pcfg.exporters],
+                observers=[engine.observe] if engine is not None and observe else [],
             )
 
     async def _start_receivers(self) -> None:
@@ -178,6 +230,7 @@ class Service:
             lost = await self._stop_started(
                 self.config.service.shutdown_grace_period if grace is None else grace
             )
+            await self._stop_slo_engine()
             await self.admin.stop()
             self._stopped.set()
             return lost
@@ -206,7 +259,11 @@ class Service:
 
     async def run(self) -> int:
         """Starts, then runs until SIGTERM or SIGINT; returns the process exit code."""
-        await self.start()
+        try:
+            await self.start()
+        except ConfigError as exc:  # SLO files are read at start: a broken one stops it, clearly
+            log.error("%s", exc)
+            return 1
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for sig in (signals.SIGTERM, signals.SIGINT):

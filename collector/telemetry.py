@@ -7,6 +7,8 @@ Counters are per component and signal, as the OpenTelemetry Collector's ``otelco
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Export round trips range from a local SQLite commit (~1 ms) to a slow remote bulk (tens of s).
@@ -112,6 +114,33 @@ class Telemetry:
             ["component", "kind"],
             registry=r,
         )
+        # The SLO engine's own operation (its SLO values come from collector.slo.metrics at scrape time).
+        self.slo_alertmanager_sends = Counter(
+            "burnline_slo_alertmanager_sends",
+            "POSTs of SLO alerts to an Alertmanager, by outcome (success, retry, error).",
+            ["alertmanager", "outcome"],
+            registry=r,
+        )
+        self.slo_alerts_sent = Counter(
+            "burnline_slo_alerts_sent",
+            "SLO alerts (firing and resolved, re-sends included) an Alertmanager accepted.",
+            ["alertmanager"],
+            registry=r,
+        )
+        self.slo_alerts_dropped = Counter(
+            "burnline_slo_alerts_dropped",
+            "SLO alerts dropped because too many distinct alerts were waiting for an Alertmanager.",
+            ["alertmanager"],
+            registry=r,
+        )
+
+        # Writers of further text-format families (the SLO engine's, computed at scrape time).
+        self.extra_expositions: list[Callable[[], Awaitable[bytes]]] = []
 
     def exposition(self) -> bytes:
+        """The registry's metrics (without the extra writers'; see ``full_exposition``)."""
         return generate_latest(self.registry)
+
+    async def full_exposition(self) -> bytes:
+        """Everything /metrics serves: the registry, then each extra writer's families."""
+        return b"".join([self.exposition(), *[await write() for write in self.extra_expositions]])

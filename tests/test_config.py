@@ -78,7 +78,8 @@ def test_valid_file_with_substitution(
     assert isinstance(config.processors["attributes/cluster"], AttributesConfig)
     monkeypatch.setenv("TENANT_B_PORT", "24225")
     assert main(["validate", "-c", str(CONFIGS / "valid" / "full.yaml")]) == 0
-    assert "valid (3 receiver(s), 2 processor(s), 1 exporter(s), 1 pipeline(s))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "valid (3 receiver(s), 2 processor(s), 1 exporter(s), 1 pipeline(s), 0 SLO(s))" in out
 
 
 def test_builtin_default_is_valid() -> None:
@@ -235,7 +236,7 @@ def test_validate_warns_about_components_no_pipeline_uses(
     )
     assert main(["validate", "-c", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"{path}: valid (2 receiver(s), 1 processor(s), 2 exporter(s), 1 pipeline(s))\n"
+    assert out == f"{path}: valid (2 receiver(s), 1 processor(s), 2 exporter(s), 1 pipeline(s), 0 SLO(s))\n"
     assert err.splitlines() == [
         f"{path}: warning: {what}: no pipeline uses it; `run` will not start it"
         for what in ("receivers.fluentbit_http", "processors.filter", "exporters.capture")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from collector.config.types import ByteSize, Duration, Endpoint
+from collector.config.types import ByteSize, ClientTLS, Duration, Endpoint
+from collector.slo.spec import SLOSpec
 
 
 class _Strict(BaseModel):
@@ -61,12 +62,60 @@ class ServiceConfig(_Strict):
     log_format: Literal["text", "json"] = "text"
 
 
+class BasicAuth(_Strict):
+    username: str
+    password: SecretStr
+
+
+class AlertmanagerConfig(_Strict):
+    """One Alertmanager (API v2). Several form an HA pair: every one gets every alert."""
+
+    url: str
+    basic_auth: BasicAuth | None = None
+    bearer_token: SecretStr | None = None
+    tls: ClientTLS | None = None
+    timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertmanagerConfig:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        if self.basic_auth is not None and self.bearer_token is not None:
+            raise ValueError("give basic_auth or bearer_token, not both")
+        return self
+
+
+class AlertingConfig(_Strict):
+    """The SLO engine: where alerts go and how often it evaluates, re-sends and persists."""
+
+    alertmanagers: list[AlertmanagerConfig] = []
+    evaluation_interval: Duration = Field(default=5.0, gt=0)
+    resend_delay: Duration = Field(default=60.0, gt=0)
+    # Events this far behind the clock are still counted; older ones only in late_events_total.
+    # At most 1h: the finest buckets (10 s) cover the last hour.
+    lateness: Duration = Field(default=300.0, ge=0, le=3600)
+    # SLO counts reach disk this often (and at shutdown): a SIGKILL loses at most this much.
+    persist_interval: Duration = Field(default=10.0, gt=0)
+    # The generatorURL's base; default: the admin endpoint's http://host:port.
+    external_url: str = ""
+
+
 class Config(_Strict):
     receivers: dict[str, Any] = Field(min_length=1)
     processors: dict[str, Any] = {}
     exporters: dict[str, Any] = Field(min_length=1)
     service: ServiceConfig
-    # SLO specs are validated by the SLO engine; kept here so one file configures everything.
-    slos: list[dict[str, Any]] = []
+    slos: list[SLOSpec] = []
     slo_files: list[str] = []
+    alerting: AlertingConfig = AlertingConfig()
     source: str = Field(default="<config>", exclude=True)
+
+    @field_validator("slos")
+    @classmethod
+    def _unique_slo_names(cls, slos: list[SLOSpec]) -> list[SLOSpec]:
+        seen: set[str] = set()
+        for slo in slos:
+            if slo.name in seen:
+                raise ValueError(f"duplicate SLO name {slo.name!r}")
+            seen.add(slo.name)
+        return slos
