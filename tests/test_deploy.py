@@ -16,7 +16,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from pydantic import BaseModel
 
 from collector.admin import AdminServer
@@ -31,9 +33,11 @@ from collector.component import registered, type_of
 from collector.config import ConfigError, parse_config
 from collector.config.types import ServerTLS, parse_duration, split_endpoint
 from collector.discovery.kubernetes import KubernetesPodDiscovery, PodDiscoveryConfig
+from collector.slo.spec import load_slos
 from collector.telemetry import Telemetry
 from tests.doubles.kube_apiserver import KubeAPIServer, make_pod
-from tests.support import wait_until
+from tests.real_services import local_process
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -748,6 +752,7 @@ def test_prometheus_config_scrapes_burnline_and_loads_the_alerts(tmp_path: Path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "burnline.rules.yaml" in result.stdout + result.stderr, "the alert rules were not loaded"
+    assert "burnline-slos.rules.yaml" in result.stdout + result.stderr, "the SLO rules were not loaded"
 
     config = load_one(tmp_path / "prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -763,6 +768,54 @@ def test_prometheus_config_scrapes_burnline_and_loads_the_alerts(tmp_path: Path)
     assert host in services() and port in {c for _, _, c, _ in published(services()[host])}
 
 
+def container_layout(service: str, directory: Path) -> Path:
+    """``directory`` laid out as the service's container sees its bind mounts (symlinks to the repository),
+    so that paths relative to a mounted config resolve as they do in the container."""
+    for target, source in bind_mounts(services()[service]).items():
+        path = directory / target.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(source)
+    return directory
+
+
+def rule_files_slos(directory: Path) -> set[str]:
+    """The SLOs (sloth_slo) of the rule files the compose Prometheus loads, in its container layout."""
+    mounts = bind_mounts(services()["prometheus"])
+    config_target = next(t for t in mounts if t.endswith("prometheus.yml"))
+    root = container_layout("prometheus", directory)
+    base = root / Path(config_target).parent.relative_to("/")
+    slos = set()
+    for pattern in load_one(Path(mounts[config_target]))["rule_files"]:
+        for path in sorted(base.glob(pattern)):
+            for group in load_one(path)["groups"]:
+                slos |= {
+                    rule["labels"]["sloth_slo"]
+                    for rule in group["rules"]
+                    if "sloth_slo" in rule.get("labels", {})
+                }
+    return slos
+
+
+def test_compose_burnline_and_prometheus_know_the_same_slos(tmp_path: Path) -> None:
+    """burnline counts the SLOs of its slo_files (resolved through its mounts) and Prometheus loads the
+    rules generated for exactly those SLOs, so the dashboards' in-stream and rule-based figures cover
+    the same SLOs; burnline's alerts go to the stack's Alertmanager."""
+    root = container_layout("burnline", tmp_path / "burnline")
+    config_path = root / "etc" / "burnline" / "config.yaml"
+    assert services()["burnline"]["command"][-1] == "/etc/burnline/config.yaml"
+    config = parse_config(
+        load_one(config_path), str(config_path), env=image_env() | environment(services()["burnline"])
+    )
+    assert config.slo_files, "the compose stack evaluates SLOs"
+    burnline_slos = {slo.name for slo in load_slos(config)}
+    assert burnline_slos
+    assert rule_files_slos(tmp_path / "prometheus") == burnline_slos
+    (alertmanager,) = config.alerting.alertmanagers
+    url = urlsplit(alertmanager.url)
+    assert url.hostname in services()
+    assert url.port in {c for _, _, c, _ in published(services()[url.hostname])}
+
+
 @pytest.mark.skipif(
     shutil.which("amtool") is None, reason="amtool not installed (Debian: prometheus-alertmanager)"
 )
@@ -773,6 +826,191 @@ def test_alertmanager_config_is_valid() -> None:
         ["amtool", "check-config", config], check=False, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+needs_amtool = pytest.mark.skipif(
+    shutil.which("amtool") is None, reason="amtool not installed (Debian: prometheus-alertmanager)"
+)
+
+
+def alertmanager_config_path() -> Path:
+    mounts = bind_mounts(services()["alertmanager"])
+    (config,) = [s for t, s in mounts.items() if t.endswith("alertmanager.yml")]
+    return Path(config)
+
+
+def routed_to(config: Path, labels: Mapping[str, str]) -> str:
+    """The receiver(s) Alertmanager's routing tree picks for an alert with these labels (amtool)."""
+    result = subprocess.run(
+        [
+            "amtool",
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config}",
+            *(f"{k}={v}" for k, v in labels.items()),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+# SLO alerts as they reach Alertmanager: from burnline itself (slo, service) and from the Prometheus
+# rules of `burnline slo rules` (sloth_slo, sloth_service, sloth_severity).
+def burnline_slo_alert(name: str, slo: str, severity: str) -> dict[str, str]:
+    return {"alertname": name, "slo": slo, "service": slo.split("-", maxsplit=1)[0], "severity": severity}
+
+
+def rule_slo_alert(name: str, slo: str, severity: str) -> dict[str, str]:
+    service = slo.split("-", maxsplit=1)[0]
+    return {
+        "alertname": name,
+        "sloth_id": f"{service}-{slo}",
+        "sloth_slo": slo,
+        "sloth_service": service,
+        "severity": severity,
+        "sloth_severity": severity,
+    }
+
+
+@needs_amtool
+@pytest.mark.parametrize("make_alert", [burnline_slo_alert, rule_slo_alert], ids=["burnline", "rules"])
+def test_alertmanager_routes_slo_pages_and_tickets_to_their_own_receivers(
+    make_alert: Callable[[str, str, str], dict[str, str]],
+) -> None:
+    config = alertmanager_config_path()
+    page = routed_to(config, make_alert("CheckoutAvailability", "checkout-availability", "page"))
+    ticket = routed_to(config, make_alert("CheckoutAvailability", "checkout-availability", "ticket"))
+    assert page != ticket
+    assert "page" in page and "ticket" in ticket
+    # burnline's own health alerts keep their route.
+    health = routed_to(
+        config, {"alertname": "BurnlineQueueFilling", "severity": "warning", "instance": "b:8888"}
+    )
+    assert health not in {page, ticket}
+
+
+def test_alertmanager_pages_fast_and_often_and_groups_tickets_longer() -> None:
+    routes = {r["receiver"]: r for r in load_one(alertmanager_config_path())["route"]["routes"]}
+    page, ticket = routes["slo-page"], routes["slo-ticket"]
+    assert page["matchers"] == ['severity="page"'] and ticket["matchers"] == ['severity="ticket"']
+    assert parse_duration(page["group_wait"]) <= 30, "a page waits little: burnline detects in seconds"
+    assert 30 * 60 <= parse_duration(page["repeat_interval"]) <= 2 * 3600, "a page repeats about hourly"
+    for key in ("group_wait", "group_interval", "repeat_interval"):
+        assert parse_duration(ticket[key]) > parse_duration(page[key]), key
+    receivers = {r["name"]: r for r in load_one(alertmanager_config_path())["receivers"]}
+    for name in ("slo-page", "slo-ticket"):
+        (webhook,) = receivers[name]["webhook_configs"]
+        assert webhook["send_resolved"] is True, f"{name}: a resolved SLO closes the page or ticket"
+        assert urlsplit(webhook["url"]).hostname.endswith(".invalid"), "an example host that never resolves"
+
+
+@asynccontextmanager
+async def webhook_sink() -> AsyncIterator[tuple[str, dict[str, list[dict[str, Any]]]]]:
+    """An HTTP server on loopback that keeps every Alertmanager webhook body, by path."""
+    received: dict[str, list[dict[str, Any]]] = {}
+
+    async def keep(request: web.Request) -> web.Response:
+        received.setdefault(request.path, []).append(await request.json())
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/{receiver}", keep)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", received
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.skipif(
+    ALERTMANAGER_BIN is None, reason="Alertmanager not installed (Debian: prometheus-alertmanager)"
+)
+async def test_a_paging_slo_inhibits_its_ticket_in_a_real_alertmanager(tmp_path: Path) -> None:
+    """The example config in a real Alertmanager, its webhooks pointed at a local sink: a page and a
+    ticket of one SLO (from burnline and from the rules alike) leave only the page; another SLO's
+    ticket stays active; the pages reach the page webhook, grouped per SLO."""
+    assert ALERTMANAGER_BIN is not None
+    config = load_one(alertmanager_config_path())
+    async with AsyncExitStack() as stack:
+        sink, received = await stack.enter_async_context(webhook_sink())
+        for receiver in config["receivers"]:
+            for webhook in receiver.get("webhook_configs", []):
+                webhook["url"] = f"{sink}/{receiver['name']}"
+        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        args = [
+            ALERTMANAGER_BIN,
+            f"--config.file={tmp_path / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ]
+        url = f"http://127.0.0.1:{port}"
+        await stack.enter_async_context(local_process(args, f"{url}/-/ready", tmp_path / "alertmanager.log"))
+        alerts = [
+            burnline_slo_alert("CheckoutAvailability", "checkout-availability", "page"),
+            burnline_slo_alert("CheckoutAvailability", "checkout-availability", "ticket"),
+            rule_slo_alert("CartAvailability", "cart-availability", "page"),
+            rule_slo_alert("CartAvailability", "cart-availability", "ticket"),
+            burnline_slo_alert("SearchErrors", "search-errors", "ticket"),
+            rule_slo_alert("SearchErrors", "search-errors", "ticket"),
+        ]
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        async with session.post(f"{url}/api/v2/alerts", json=[{"labels": a} for a in alerts]) as response:
+            assert response.status == 200, await response.text()
+
+        async def states() -> dict[tuple[str, str, str], str]:
+            async with session.get(f"{url}/api/v2/alerts") as response:
+                listed = await response.json()
+            return {
+                (
+                    a["labels"]["alertname"],
+                    a["labels"]["severity"],
+                    "rules" if "sloth_slo" in a["labels"] else "burnline",
+                ): a["status"]["state"]
+                for a in listed
+            }
+
+        expected = {
+            ("CheckoutAvailability", "page", "burnline"): "active",
+            ("CheckoutAvailability", "ticket", "burnline"): "suppressed",
+            ("CartAvailability", "page", "rules"): "active",
+            ("CartAvailability", "ticket", "rules"): "suppressed",
+            ("SearchErrors", "ticket", "burnline"): "active",
+            ("SearchErrors", "ticket", "rules"): "active",
+        }
+        seen: dict[tuple[str, str, str], str] = {}
+
+        async def settled() -> bool:
+            nonlocal seen
+            seen = await states()
+            return seen == expected
+
+        # Bounded polling: Alertmanager's inhibitor picks the page up asynchronously.
+        for _ in range(150):
+            if await settled():
+                break
+            await asyncio.sleep(0.2)
+        assert seen == expected
+
+        # group_wait (10s) later, each paging SLO's page reaches the page webhook as its own group.
+        await wait_until(lambda: len(received.get("/slo-page", [])) >= 2, timeout=60)
+        pages = received.get("/slo-page", [])
+        assert sorted(n["groupLabels"]["alertname"] for n in pages) == [
+            "CartAvailability",
+            "CheckoutAvailability",
+        ]
+        assert all(a["labels"]["severity"] == "page" for n in pages for a in n["alerts"])
+        assert "/slo-ticket" not in received, "tickets wait longer (group_wait) than this test runs"
 
 
 def test_grafana_provisions_the_dashboards_and_a_prometheus_datasource() -> None:
@@ -787,6 +1025,9 @@ def test_grafana_provisions_the_dashboards_and_a_prometheus_datasource() -> None
     assert mounts[provider["options"]["path"]] == str(ROOT / "dashboards")
     home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert (ROOT / "dashboards" / Path(home).relative_to(provider["options"]["path"])).exists()
+    # The provider loads every JSON of the mounted dashboards/, the SLO dashboards among them.
+    provided = {p.name for p in Path(mounts[provider["options"]["path"]]).glob("*.json")}
+    assert {"burnline-pipeline.json", "burnline-slo-overview.json", "burnline-slo-detail.json"} <= provided
     # Secrets come from the container's environment, which compose fills.
     for source in datasources["datasources"]:
         for value in source.get("secureJsonData", {}).values():
@@ -806,10 +1047,17 @@ def kustomization() -> dict[str, Any]:
 
 
 def manifests() -> list[dict[str, Any]]:
+    """The resources written out in deploy/kubernetes. A directory among the resources is a kustomization
+    of its own (dashboards/: generated ConfigMaps only, checked through `kubectl kustomize`)."""
     docs = []
     for name in kustomization()["resources"]:
-        docs += load_all(K8S / name)
+        if not (K8S / name).is_dir():
+            docs += load_all(K8S / name)
     return docs
+
+
+def resource_directories() -> list[Path]:
+    return [(K8S / name).resolve() for name in kustomization()["resources"] if (K8S / name).is_dir()]
 
 
 def of_kind(kind: str) -> dict[str, dict[str, Any]]:
@@ -952,7 +1200,8 @@ def url_port(url: str) -> int:
 
 
 def test_every_file_is_a_resource_the_config_or_an_example() -> None:
-    known = set(kustomization()["resources"]) | {"kustomization.yaml"} | EXAMPLES
+    known = {name for name in kustomization()["resources"] if not (K8S / name).is_dir()}
+    known |= {"kustomization.yaml"} | EXAMPLES
     known |= {e.rpartition("=")[2] for g in kustomization()["configMapGenerator"] for e in g["files"]}
     on_disk = {p.name for p in K8S.glob("*.yaml")}
     assert on_disk == known, f"unlisted: {sorted(on_disk - known)}, missing: {sorted(known - on_disk)}"
@@ -1002,7 +1251,11 @@ def test_kustomize_renders_and_wires_the_generated_configmaps() -> None:
     )
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    config_maps = {
+        d["metadata"]["name"]: d
+        for d in docs
+        if d["kind"] == "ConfigMap" and "grafana_dashboard" not in d["metadata"]["labels"]
+    }
     assert len(config_maps) == len(kustomization()["configMapGenerator"])
     rendered = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     assert rendered.keys() == deployments().keys()
@@ -1012,6 +1265,37 @@ def test_kustomize_renders_and_wires_the_generated_configmaps() -> None:
         assert re.fullmatch(r"[a-z-]+-config-[a-z0-9]{10}", mounted), f"{name}: not a content-hashed name"
         assert yaml.safe_load(config_maps[mounted]["data"]["config.yaml"]) == k8s_config(name), name
     assert all(d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "burnline" for d in docs)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomize_provisions_every_dashboard_for_grafanas_sidecar() -> None:
+    """Each dashboard of dashboards/ becomes its own ConfigMap labelled grafana_dashboard="1" (what the
+    grafana Helm chart's and kube-prometheus-stack's sidecar load), byte for byte, under a fixed name
+    (a content hash would leave old copies with the same dashboard uid behind), small enough for
+    `kubectl apply`'s last-applied annotation (256 KiB)."""
+    assert [d.name for d in resource_directories()] == ["dashboards"]
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    dashboards = [
+        d
+        for d in yaml.safe_load_all(result.stdout)
+        if d and d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
+    provisioned: dict[str, str] = {}
+    for config_map in dashboards:
+        meta = config_map["metadata"]
+        assert meta["namespace"] == kustomization()["namespace"]
+        assert meta["labels"]["app.kubernetes.io/part-of"] == "burnline"
+        assert meta["annotations"]["grafana_folder"] == "burnline"
+        assert not re.search(r"-[a-z0-9]{10}$", meta["name"]), f"{meta['name']}: hashed name"
+        assert len(json.dumps(config_map)) < 200_000, f"{meta['name']}: too large for kubectl apply"
+        (key,) = config_map["data"]
+        provisioned[key] = config_map["data"][key]
+    on_disk = {p.name: p.read_text("utf-8") for p in (ROOT / "dashboards").glob("*.json")}
+    assert provisioned == on_disk
+    assert {"burnline-slo-overview.json", "burnline-slo-detail.json"} <= provisioned.keys()
 
 
 def test_namespace_enforces_the_restricted_pod_security_standard() -> None:
