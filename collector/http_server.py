@@ -7,10 +7,35 @@ the open-connections gauge.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 from aiohttp import web
 from prometheus_client import Gauge
+
+from collector.receivers.protocol_sniff import ProtocolGuard
+
+
+class _GuardedSite(web.TCPSite):
+    """A TCP site whose connections pass a :class:`ProtocolGuard` (wrong protocol, TLS) first."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ProtocolGuard) -> None:
+        super().__init__(runner, host, port)
+        self._guard = guard
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with its runner
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._guard.wrap(server), self._host, self._port, backlog=self._backlog
+        )
+
+    async def stop(self) -> None:
+        self._guard.close()
+        await super().stop()
 
 
 async def start_server(
@@ -22,18 +47,26 @@ async def start_server(
     shutdown_timeout: float = 5.0,
     auto_decompress: bool = True,
     connections: Gauge | None = None,
+    guard: ProtocolGuard | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serves ``app`` on host:port; returns the runner (``cleanup()`` stops it) and the bound port.
 
     Receivers that bound their bodies themselves pass ``auto_decompress=False``: aiohttp would
     otherwise inflate gzip bodies unbounded by their limits. ``connections`` (a labelled gauge child)
-    follows the number of open connections.
+    follows the number of open connections. With ``guard`` (receivers) each connection's first bytes
+    are checked before aiohttp sees them, and TLS is the guard's (``ssl_context`` must be None).
     """
+    if guard is not None and ssl_context is not None:
+        raise ValueError("with a guard, TLS is the guard's: pass ssl_context to it")
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=shutdown_timeout, auto_decompress=auto_decompress
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    site = (
+        web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        if guard is None
+        else _GuardedSite(runner, host, port, guard)
+    )
     try:
         await site.start()
     except BaseException:

@@ -73,6 +73,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import math
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -80,6 +81,7 @@ from typing import Any
 import orjson
 
 from collector.model import LogRecord, Scope, Span, SpanKind, StatusCode, severity_name
+from collector.normalize.values import key_text, nonfinite_text
 
 LOGS = "logs"
 TRACES = "traces"
@@ -298,14 +300,17 @@ def format_timestamp(unix_nano: int) -> str:
 
 def _json_value(value: Any) -> Any:
     """A JSON-able, Elasticsearch-friendly copy of an attribute value."""
-    if isinstance(value, str | bool | float) or value is None:
+    if isinstance(value, str | bool) or value is None:
         return value
+    if isinstance(value, float):
+        # Normalizers already turn these into strings; this edge keeps any other path valid JSON.
+        return value if math.isfinite(value) else nonfinite_text(value)
     if isinstance(value, int):
         return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Mapping):
-        return {str(k): _json_value(v) for k, v in value.items() if v is not None}
+        return {key_text(k): _json_value(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
         return [_json_value(v) for v in value]
     if isinstance(value, set | frozenset):
@@ -329,7 +334,7 @@ def utf8_safe(value: Any) -> Any:
 
 
 def _clean_key(key: Any) -> str:
-    text = key if isinstance(key, str) else str(key)
+    text = key if isinstance(key, str) else key_text(key)
     if text and text[0] != "." and text[-1] != "." and ".." not in text and not text.isspace():
         return text
     parts = [p for p in text.split(".") if p and not p.isspace()]

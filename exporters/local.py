@@ -56,6 +56,7 @@ from collector.component import (
 )
 from collector.config.types import Duration
 from collector.model import Batch, LogRecord, Signal, Span
+from collector.normalize.values import clean_value
 from collector.sender import ExporterConfig
 
 # PRAGMA application_id of every burnline store ("BNLS"): tells our files from other SQLite files.
@@ -266,9 +267,13 @@ def to_json(value: Any, sort_keys: bool = False) -> str:
     try:
         return orjson.dumps(value, default=_json_default, option=option).decode()
     except TypeError:  # orjson.JSONEncodeError: lone surrogates, ints beyond 64 bits, odd keys
-        text = json.dumps(
-            value, default=_json_default, sort_keys=sort_keys, skipkeys=True, ensure_ascii=False
-        )
+        # The model's clean form (collector.normalize.values): every key kept as text (a bytes key
+        # must not vanish), no NaN (json.dumps would write the invalid token NaN).
+        try:
+            cleaned = clean_value(value)
+        except RecursionError:
+            cleaned = f"<value nested too deeply: {type(value).__name__}>"
+        text = json.dumps(cleaned, default=_json_default, sort_keys=sort_keys, ensure_ascii=False)
         # Lone surrogates become "?": "\ud800" escapes would be JSON that strict parsers reject.
         return text.encode("utf-8", "replace").decode("utf-8")
 

@@ -240,6 +240,14 @@ def test_attribute_values_are_made_indexable() -> None:
     orjson.dumps(d)
 
 
+def test_non_finite_floats_and_bytes_keys_stay_valid_json() -> None:
+    # Normalizers already clean these; the exporter edge must not write NaN (invalid JSON) either.
+    d = doc(attributes={"nan": float("nan"), "nested": {"inf": float("-inf"), b"bin": 1}})
+    assert d["nan"] == "NaN"
+    assert d["nested"] == {"inf": "-Infinity", "bin": 1}
+    assert b"NaN" in orjson.dumps(d) and orjson.loads(orjson.dumps(d)) == d
+
+
 def test_routing_attributes_are_not_copied() -> None:
     d = ecs.log_document(
         LogRecord(T0, attributes={"data_stream.dataset": "nginx", "data_stream": {"namespace": "prod"}}),

@@ -473,19 +473,6 @@ BAD_REQUESTS = {
         "invalid_msgpack",
         "the last 11 bytes are an incomplete event",
     ),
-    "msgpack-shape": Bad(
-        chunk([T0, {"log": "x"}, "extra"]), "application/msgpack", 400, "bad_shape", "event 0 is array of 3"
-    ),
-    "msgpack-time": Bad(
-        chunk(["noon", {"log": "x"}]), "application/msgpack", 400, "bad_shape", "time is str"
-    ),
-    "msgpack-metadata": Bad(
-        chunk([[T0, "meta"], {"log": "x"}]),
-        "application/msgpack",
-        400,
-        "bad_shape",
-        "header is not [time, metadata]",
-    ),
     "gzip": Bad(b"\x1f\x8b\x08garbage", "application/json", 400, "bad_encoding", "invalid gzip data", "gzip"),
     "json-too-deep": Bad(
         b'{"log": "x"}\n' + b'{"a": [' * 50_000, "application/json", 400, "invalid_json", "invalid JSON"
@@ -493,6 +480,47 @@ BAD_REQUESTS = {
     "empty": Bad(b"", "application/json", 400, "empty_body", "no body"),
     "zstd": Bad(b"{}", "application/json", 415, "unsupported_encoding", "'zstd' is not supported", "zstd"),
 }
+
+
+@pytest.mark.parametrize(
+    ("event", "problem"),
+    [
+        ([T0, {"log": "x"}, "extra"], "event 0 is array of 3"),
+        (["noon", {"log": "x"}], "time is str"),
+        ([[T0, "meta"], {"log": "x"}], "header is not [time, metadata]"),
+    ],
+    ids=["msgpack-shape", "msgpack-time", "msgpack-metadata"],
+)
+async def test_msgpack_events_that_are_no_records_are_dead_lettered(
+    tmp_path: Path, event: list[Any], problem: str
+) -> None:
+    """One odd event does not cost its chunk: the rest is taken, the odd one kept with its reason."""
+    async with harness(tmp_path) as h:
+        body = chunk(event, [T0, {"log": "good"}])
+        status, _, _ = await h.post(body, content_type="application/msgpack")
+        assert status == 201
+        await wait_until(lambda: len(h.captured) == 1)
+        assert h.captured[0].body == "good"
+        labels = {"component": RID, "signal": "logs", "reason": "invalid_record"}
+        assert metric_value(h.svc, "burnline_records_failed_total", labels) == 1
+        lines = (tmp_path / "data" / "deadletter" / f"{RID}.ndjson").read_bytes().splitlines()
+        (letter,) = [orjson.loads(line) for line in lines]
+        assert problem in letter["record"]["problem"] and letter["record"]["tag"] == RID
+
+
+async def test_msgpack_any_key_type_is_kept_as_text(tmp_path: Path) -> None:
+    record = {1: "int", b"bin": "bin", "nan": float("nan"), "log": "odd keys", "nested": {2: [b"\xff"]}}
+    body = msgpack.packb([T0, record], use_bin_type=True)
+    # A list as a map key: Python cannot hash it; the key still arrives, as its JSON text.
+    odd = b"\x92" + msgpack.packb(T0) + b"\x82\xa3log\xa4list\x91\x01\xa1v"
+    async with harness(tmp_path) as h:
+        status, _, _ = await h.post(body + odd, content_type="application/msgpack")
+        assert status == 201
+        await wait_until(lambda: len(h.captured) == 2)
+        first, second = h.captured
+        assert first.attributes["1"] == "int" and first.attributes["bin"] == "bin"
+        assert first.attributes["nan"] == "NaN" and first.attributes["nested"] == {"2": [b"\xff"]}
+        assert second.body == "list" and second.attributes["[1]"] == "v"
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())

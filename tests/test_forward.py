@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import orjson
 import pytest
 from fluent import sender
 
@@ -305,35 +306,22 @@ async def test_corrupt_frame_closes_only_its_own_connection(tmp_path: Path) -> N
         (pack(42), "bad_message"),
         (pack([1, [[T0, {"log": "x"}]]]), "bad_message"),
         (pack(["t", T0]), "bad_message"),
-        (pack(["t", T0, "not a map"]), "bad_entry"),
-        (pack(["t", [[T0]]]), "bad_entry"),
         (pack(["t", [[T0, {"log": "x"}]], "not a map"]), "bad_options"),
-        (pack(["t", "yesterday", {"log": "x"}]), "bad_entry"),  # a str there is PackedForward
-        (pack(["t", [["yesterday", {"log": "x"}]]]), "bad_time"),
-        (pack(["t", [[msgpack.ExtType(0, b"\x00\x01"), {"log": "x"}]]]), "bad_time"),
-        (pack(["t", pack([T0, {"log": "x"}])[:-2]]), "bad_entry"),  # packed stream cut mid-entry
-        (pack(["t", b"\xc1"]), "malformed_msgpack"),
-        (pack({1: "integer map keys"}), "malformed_msgpack"),
+        (pack({1: "integer map keys"}), "bad_message"),
     ],
     ids=[
         "tag-only",
         "not-an-array",
         "tag-not-string",
         "message-without-record",
-        "record-not-map",
-        "entry-too-short",
         "option-not-map",
-        "time-is-text",
-        "entry-time-is-text",
-        "short-event-time",
-        "truncated-packed-entries",
-        "packed-garbage",
-        "non-string-keys",
+        "frame-is-a-map",
     ],
 )
 async def test_wrong_frames_close_the_connection_and_are_counted(
     tmp_path: Path, frame: bytes, reason: str
 ) -> None:
+    """A frame that is no frame names no chunk to acknowledge: the connection closes."""
     async with running_service(config(), str(tmp_path)) as svc:
         client = await ForwardClient.connect(port_of(svc))
         await client.send(frame)
@@ -346,28 +334,87 @@ async def test_wrong_frames_close_the_connection_and_are_counted(
         )
 
 
+def dead_letters(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "deadletter" / "forward.ndjson"
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def failed(svc: Service) -> float:
+    labels = {"component": "forward", "signal": "logs", "reason": "invalid_record"}
+    return metric_value(svc, "burnline_records_failed_total", labels)
+
+
 @pytest.mark.parametrize(
-    ("payload", "receiver", "reason"),
+    ("entries", "problem"),
     [
-        (b"\x1f\x8b\x08\x00garbage-not-deflate", {}, "bad_gzip"),
-        (gzip.compress(entry_stream([[T0, {"log": "x"}]]))[:-10], {}, "bad_gzip"),
+        ([[T0, "not a map"], [T0, {"log": "good"}]], "a record must be a map"),
+        ([[T0], [T0, {"log": "good"}]], "an entry must be [time, record]"),
+        ([["yesterday", {"log": "x"}], [T0, {"log": "good"}]], "an entry time must be"),
+        ([[msgpack.ExtType(0, b"\x00\x01"), {"log": "x"}], [T0, {"log": "good"}]], "an entry time must be"),
+    ],
+    ids=["record-not-map", "entry-too-short", "entry-time-is-text", "short-event-time"],
+)
+async def test_entries_that_are_no_records_are_dead_lettered_and_the_chunk_acked(
+    tmp_path: Path, entries: list[Any], problem: str
+) -> None:
+    """One odd entry must not block its chunk (Fluent Bit would resend it forever)."""
+    async with running_service(config(), str(tmp_path)) as svc:
+        client = await ForwardClient.connect(port_of(svc))
+        await client.send(pack(["t", entries, {"chunk": "odd-1"}]))
+        assert await client.receive() == {"ack": "odd-1"}
+        records = await delivered(svc, 1)
+        assert [r.body for r in records] == ["good"]
+        assert failed(svc) == 1
+        (letter,) = dead_letters(tmp_path)
+        assert letter["reason"] == "invalid_record" and problem in letter["detail"], letter
+        assert problem in letter["record"]["problem"]
+        assert letter["record"]["tag"] == "t" and letter["record"]["peer"].startswith("127.0.0.1:")
+        # The connection stays usable.
+        await client.send(message("t", T0, {"log": "after"}, {"chunk": "odd-2"}))
+        assert await client.receive() == {"ack": "odd-2"}
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (pack(["t", "yesterday", {"chunk": "p"}]), "an entry must be [time, record]"),
+        (pack(["t", pack([T0, {"log": "x"}])[:-2], {"chunk": "p"}]), "in the middle of an entry"),
+        (pack(["t", b"\xc1", {"chunk": "p"}]), "invalid msgpack in packed entries"),
+        (compressed_payload("t", b"\x1f\x8b\x08\x00garbage-not-deflate", {"chunk": "p"}), "not valid gzip"),
         (
-            gzip.compress(b"\x00" * (1024 * 1024)),
-            {"max_decompressed_size": "64KiB"},
-            "decompressed_too_large",
+            compressed_payload("t", gzip.compress(entry_stream([[T0, {"log": "x"}]]))[:-10], {"chunk": "p"}),
+            "gzip",
+        ),
+        (
+            compressed_payload("t", gzip.compress(b"\x00" * (1024 * 1024)), {"chunk": "p"}),
+            "max_decompressed_size",
         ),
     ],
-    ids=["not-gzip", "truncated-member", "gzip-bomb"],
+    ids=[
+        "packed-text",
+        "truncated-packed-entries",
+        "packed-garbage",
+        "not-gzip",
+        "truncated-gzip",
+        "gzip-bomb",
+    ],
 )
-async def test_bad_compressed_entries(
-    tmp_path: Path, payload: bytes, receiver: dict[str, Any], reason: str
+async def test_unreadable_packed_entries_are_dead_lettered_and_acked(
+    tmp_path: Path, payload: bytes, problem: str
 ) -> None:
-    async with running_service(config(**receiver), str(tmp_path)) as svc:
+    """A sound frame whose packed entries cannot be read would fail the same way on every resend."""
+    async with running_service(config(max_decompressed_size="64KiB"), str(tmp_path)) as svc:
         client = await ForwardClient.connect(port_of(svc))
-        await client.send(compressed_payload("z", payload, {"chunk": "never"}))
-        assert await client.closed_by_server()
-        assert errors(svc, reason) == 1
+        await client.send(payload)
+        assert await client.receive() == {"ack": "p"}
+        letters = dead_letters(tmp_path)
+        assert failed(svc) == len(letters) >= 1
+        assert any(problem in letter["record"]["problem"] for letter in letters), letters
         assert captured(svc) == []
+        await client.close()
 
 
 async def test_unsupported_compression_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -687,8 +734,10 @@ async def test_tls_client_on_plain_port_is_told_apart(
         context = ssl.create_default_context()
         with pytest.raises((ssl.SSLError, ConnectionError, OSError, TimeoutError)):
             await ForwardClient.connect(port_of(svc), tls=context)
-        await wait_until(lambda: errors(svc, "bad_message") == 1)
-        assert any("looks like a TLS handshake" in r.getMessage() for r in caplog.records)
+        await wait_until(lambda: errors(svc, "wrong_protocol") == 1)
+        assert errors(svc, "bad_message") == 0
+        lines = [r.getMessage() for r in caplog.records if "looks like TLS" in r.getMessage()]
+        assert len(lines) == 1 and "has no tls configured" in lines[0], lines
 
 
 def test_gzip_bomb_is_never_inflated_in_full() -> None:

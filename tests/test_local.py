@@ -192,13 +192,22 @@ async def test_odd_values_are_stored_not_fatal(exporter: LocalExporter) -> None:
     odd = record(
         1,
         body="bad \ud800 surrogate",
-        attributes={"big": 2**70, "obj": object(), "bytes": b"\xffraw", 3: "int key", "s": "\udc80"},
+        attributes={
+            "big": 2**70,
+            "obj": object(),
+            "bytes": b"\xffraw",
+            3: "int key",
+            "s": "\udc80",
+            b"bin": "bin key",
+            "nan": float("nan"),
+        },
     )
     assert await exporter.export(Batch(Signal.LOGS, [odd, record(2)])) == 2
     (body, attrs), second = rows(exporter.path, "SELECT body, attributes FROM logs ORDER BY id")
     assert body == "bad ? surrogate"
-    decoded = orjson.loads(attrs)
-    assert decoded["big"] == 2**70 and decoded["obj"].startswith("<object") and "raw" in decoded["bytes"]
+    decoded = orjson.loads(attrs)  # valid JSON: no NaN token, no key dropped
+    assert decoded["big"] == str(2**70) and decoded["obj"].startswith("<object") and "raw" in decoded["bytes"]
+    assert decoded["3"] == "int key" and decoded["bin"] == "bin key" and decoded["nan"] == "NaN"
     assert second == ("message 2", None)
 
 
@@ -352,7 +361,7 @@ async def test_invalid_spans_are_dead_lettered_and_the_rest_kept(tmp_path: Path)
         ex.path, "SELECT name, attributes FROM spans ORDER BY id"
     )
     assert (first, no_attributes) == ("op 0", None)
-    assert odd == "bad ? name" and orjson.loads(attributes) == {"big": 2**70}
+    assert odd == "bad ? name" and orjson.loads(attributes) == {"big": str(2**70)}
     letters = [
         orjson.loads(line) for line in (tmp_path / "deadletter" / "local.ndjson").read_bytes().splitlines()
     ]

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from collector.model import LogRecord
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.record_time import EventTime
+from collector.normalize.values import clean_map, clean_value
 
 TAG = "kube.var.log.containers.checkout-7d4b9c8f6d-x2x9z_shop_app-0123.log"
 T0 = 1_714_557_600_123_456_789  # 2024-05-01T10:00:00.123456789Z
@@ -78,13 +80,13 @@ def test_fluent_bit_kubernetes_record_with_cri_fields_and_a_json_app_log() -> No
     out = normalize_one(record)
 
     assert record == original  # the receiver's record is not modified
-    assert out.time_unix_nano == T0
+    # The application's own time (its JSON "ts") wins over the runtime's; both are consumed.
+    assert out.time_unix_nano == 1_714_557_600_122_000_000
     assert out.observed_time_unix_nano == OBSERVED
     assert out.body == "payment declined"
     assert (out.severity_number, out.severity_text) == (17, "error")
     assert (out.trace_id, out.span_id) == (TRACE, SPAN)
     assert out.attributes == {
-        "ts": "2024-05-01T10:00:00.122Z",
         "order": {"id": 42, "total": 19.99},
         "retryable": False,
         "log.iostream": "stdout",
@@ -263,10 +265,12 @@ def test_consumed_top_level_keys() -> None:
     }
 
 
-@pytest.mark.parametrize("time_value", ["yesterday", "2024", 1714557600, 1714557600.5, None, ["x"]])
-def test_a_time_field_that_is_not_a_date_time_string_stays(time_value: Any) -> None:
+@pytest.mark.parametrize(
+    "time_value", ["yesterday", "2024", 2024, "2024-05-01T10:00:00.5", True, None, ["x"], float("inf")]
+)
+def test_a_time_field_that_is_not_a_time_stays(time_value: Any) -> None:
     out = normalize_one({"log": "x", "time": time_value})
-    assert out.attributes["time"] == time_value
+    assert out.attributes["time"] == clean_value(time_value)
     assert out.time_unix_nano == T0
 
 
@@ -396,7 +400,8 @@ def test_trace_and_span_ids(fields: dict[str, Any], trace_id: str, span_id: str)
 def test_invalid_ids_are_ignored_and_left_in_the_attributes(fields: dict[str, Any]) -> None:
     out = normalize_one({"log": "x", **fields})
     assert (out.trace_id, out.span_id) == ("", "")
-    assert out.attributes == {**fields, "fluent.tag": TAG}
+    # Integers beyond int64 (a 128-bit id as a number) become their decimal text.
+    assert out.attributes == {**clean_map(fields), "fluent.tag": TAG}
 
 
 def test_w3c_traceparent_fills_in_missing_ids_and_is_kept() -> None:
@@ -734,27 +739,100 @@ def test_malformed_values_inside_the_kubernetes_map_do_not_break_the_batch() -> 
 # ---- time --------------------------------------------------------------------------------------
 
 
+E0 = 1_700_000_000_000_000_000  # an entry time unlike any record time below
+
+
 @pytest.mark.parametrize(
-    ("entry_ns", "time_field", "expected_ns"),
+    ("key", "value", "expected_ns"),
     [
-        # the entry time has sub-second precision: it wins
-        (T0, "2024-05-01T10:00:00.999999999Z", T0),
-        # whole-second entry time (Fluentd time_as_integer): the finer record time of that second
-        (1_714_557_600_000_000_000, "2024-05-01T10:00:00.123456789Z", 1_714_557_600_123_456_789),
-        (1_714_557_600_000_000_000, "2024-05-01T12:00:00.5+02:00", 1_714_557_600_500_000_000),
-        (1_714_557_600_000_000_000, "2024-05-01T09:30:00.25-00:30", 1_714_557_600_250_000_000),
-        (1_714_557_600_000_000_000, "2024-05-01 10:00:00.123456789123Z", 1_714_557_600_123_456_789),
-        # ... but not a time of another second, nor one without a zone, nor a broken one
-        (1_714_557_600_000_000_000, "2024-05-01T10:00:01.5Z", 1_714_557_600_000_000_000),
-        (1_714_557_600_000_000_000, "2024-05-01T10:00:00.5", 1_714_557_600_000_000_000),
-        (1_714_557_600_000_000_000, "2024-13-01T10:00:00.5Z", 1_714_557_600_000_000_000),
-        (1_714_557_600_000_000_000, "2024-05-01T10:00:00.5Zjunk", 1_714_557_600_000_000_000),
+        ("time", "2024-05-01T10:00:00.123456789Z", 1_714_557_600_123_456_789),
+        ("time", "2024-05-01T12:00:00.5+02:00", 1_714_557_600_500_000_000),
+        ("time", "2024-05-01T09:30:00.25-00:30", 1_714_557_600_250_000_000),
+        ("time", "2024-05-01 10:00:00.123456789123Z", 1_714_557_600_123_456_789),
+        ("timestamp", 1_714_557_600, 1_714_557_600_000_000_000),  # epoch seconds
+        ("timestamp", 1_714_557_600.25, 1_714_557_600_250_000_000),
+        ("@timestamp", 1_714_557_600_123, 1_714_557_600_123_000_000),  # epoch millis
+        ("ts", 1_714_557_600_123_456, 1_714_557_600_123_456_000),  # epoch micros
+        ("ts", 1_714_557_600_123_456_789, 1_714_557_600_123_456_789),  # epoch nanos
+        ("ts", "1714557600.123456789", 1_714_557_600_123_456_789),  # numeric strings
+        ("ts", "1714557600123", 1_714_557_600_123_000_000),
+        ("time", EventTime(1_714_557_600_000_000_007), 1_714_557_600_000_000_007),  # Fluent EventTime
     ],
 )
-def test_time(entry_ns: int, time_field: str, expected_ns: int) -> None:
-    out = normalize_one({"log": "x", "time": time_field}, time_ns=entry_ns)
+def test_a_records_own_time_becomes_its_time(key: str, value: Any, expected_ns: int) -> None:
+    out = normalize_one({"log": "x", key: value}, time_ns=E0)
     assert out.time_unix_nano == expected_ns
-    assert "time" not in out.attributes
+    assert out.observed_time_unix_nano == OBSERVED
+    assert key not in out.attributes
+
+
+@pytest.mark.parametrize(
+    "value", ["2024-05-01T10:00:01.5Zjunk", "2024-13-01T10:00:00.5Z", "soon", -5, 12, float("nan")]
+)
+def test_an_unreadable_time_keeps_the_entry_time_and_the_raw_value(value: Any) -> None:
+    out = normalize_one({"log": "x", "time": value}, time_ns=E0)
+    assert out.time_unix_nano == E0
+    assert out.attributes["time"] == clean_value(value)
+
+
+def test_time_keys_order_json_body_first_and_keep_time_key() -> None:
+    record = {"log": '{"msg":"m","ts":1714557600}', "time": "2024-05-01T11:00:00Z"}
+    out = normalize_one(record, time_ns=E0)
+    assert out.time_unix_nano == 1_714_557_600_000_000_000
+    assert "ts" not in out.attributes and "time" not in out.attributes
+
+    kept = normalize_one(record, FluentNormalizeConfig(keep_time_key=True), time_ns=E0)
+    assert kept.time_unix_nano == 1_714_557_600_000_000_000
+    assert kept.attributes["ts"] == 1714557600 and kept.attributes["time"] == "2024-05-01T11:00:00Z"
+
+    off = normalize_one(record, FluentNormalizeConfig(time_keys=[]), time_ns=E0)
+    assert off.time_unix_nano == E0 and off.attributes["ts"] == 1714557600
+
+    custom = normalize_one(
+        {"log": "x", "when": 1714557600}, FluentNormalizeConfig(time_keys=["when"]), time_ns=E0
+    )
+    assert custom.time_unix_nano == 1_714_557_600_000_000_000
+
+
+# ---- odd keys and values -----------------------------------------------------------------------
+
+
+def test_keys_become_strings_and_non_finite_floats_strings() -> None:
+    record = {
+        1: "int key",
+        b"bin": "bin key",
+        b"\xff": "bad utf-8",
+        None: "nil key",
+        False: "bool key",
+        2.5: "float key",
+        "log": "x",
+        "nan": float("nan"),
+        "inf": float("inf"),
+        "nested": {"list": [float("-inf"), {3: 2**70}], b"k": b"v"},
+    }
+    out = normalize_one(record)
+    assert out.attributes == {
+        "1": "int key",
+        "bin": "bin key",
+        "\ufffd": "bad utf-8",
+        "null": "nil key",
+        "false": "bool key",
+        "2.5": "float key",
+        "nan": "NaN",
+        "inf": "Infinity",
+        "nested": {"list": ["-Infinity", {"3": str(2**70)}], "k": b"v"},
+        "fluent.tag": TAG,
+    }
+
+
+def test_a_record_too_deep_to_map_is_rejected_and_the_rest_kept() -> None:
+    deep: dict[str, Any] = {"log": "deep"}
+    for _ in range(5000):
+        deep = {"n": deep}
+    rejected: list[tuple[Any, str]] = []
+    out = normalize_fluent(TAG, [(T0, deep), (T0, {"log": "fine"})], DEFAULT, OBSERVED, rejected)
+    assert [r.body for r in out] == ["fine"]
+    assert len(rejected) == 1 and "nested too deeply" in rejected[0][1]
 
 
 # ---- batch and config --------------------------------------------------------------------------

@@ -332,10 +332,18 @@ LEAVES = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text()
     | st.binary(max_size=16)
 )
+
+
+def test_non_finite_doubles_become_strings() -> None:
+    # JSON (the local store, burnline logs --json, Elasticsearch) has no NaN or Infinity.
+    for number, text in ((math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity")):
+        assert any_value(AnyValue(double_value=number)) == text
+    nested = AnyValue.FromString(av({"a": [math.nan, 1.5]}).SerializeToString())
+    assert any_value(nested) == {"a": ["NaN", 1.5]}
 
 
 @settings(max_examples=300, deadline=None)
@@ -355,9 +363,9 @@ def _types(value: Any) -> Any:
     return type(value)
 
 
-def test_nan_and_infinity_survive() -> None:
+def test_nan_and_infinity_become_strings() -> None:
     attrs = spans_from_proto(trace_request(full_span(attributes=kvs({"n": math.nan, "i": -math.inf}))))[0]
-    assert math.isnan(attrs.attributes["n"]) and attrs.attributes["i"] == -math.inf
+    assert attrs.attributes["n"] == "NaN" and attrs.attributes["i"] == "-Infinity"
 
 
 # --- logs ------------------------------------------------------------------------------------

@@ -72,17 +72,21 @@ usual decimal ``dd.trace_id`` is not converted: it holds only the low 64 bits of
 id, so the converted id could name the wrong trace. A W3C ``traceparent`` fills in what is still
 missing and is kept (its trace flags have no field in the model).
 
-Time: the entry's time, which Fluent Bit and Fluentd already set from the line's own timestamp with
-nanosecond precision. Only when the entry time has no sub-second part (Fluentd's
-``time_as_integer``) and the record's RFC 3339 ``time`` falls within that second is the finer record
-time used.
+Time: the record's own time, from the first of ``time_keys`` (default ``time``, ``timestamp``,
+``@timestamp``, ``ts``; JSON body fields before top-level ones) that holds a time
+(:mod:`collector.normalize.record_time`: EventTime, epoch s/ms/us/ns numbers or numeric strings,
+RFC 3339); the field is consumed unless ``keep_time_key``. Else the entry's time (what the Fluent
+client sent; for Fluent Bit's HTTP JSON formats its ``json_date_key``, else the arrival time). A
+value that is no time stays among the attributes. ``observed_time_unix_nano`` is always the arrival.
+
+Values: keys become strings and NaN/±Inf the strings "NaN"/"Infinity"/"-Infinity"
+(:mod:`collector.normalize.values`), so every exporter and ``burnline logs --json`` can write them.
 
 Every record also gets ``fluent.tag``.
 """
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeGuard
@@ -92,13 +96,17 @@ from pydantic import Field
 
 from collector.component import ComponentConfig
 from collector.model import LogRecord
+from collector.normalize.record_time import parse_time_ns
 from collector.normalize.severity import (
     severity_from_field,
     severity_from_line,
     severity_from_syslog,
 )
+from collector.normalize.values import clean_map, clean_value
 
 Resource = dict[str, Any]
+
+DEFAULT_TIME_KEYS: Final = ("time", "timestamp", "@timestamp", "ts")
 
 
 class FluentNormalizeConfig(ComponentConfig):
@@ -114,6 +122,12 @@ class FluentNormalizeConfig(ComponentConfig):
     parse_json_body: bool = True
     # Without a level field, read a level stated at the start of a text body ("ERROR ...").
     severity_from_body: bool = True
+    # Record fields holding the event's own time, the first readable one winning (JSON body fields
+    # before top-level ones); it becomes the record time, the arrival stays the observed time.
+    # [] turns this off: the time the Fluent client sent is kept.
+    time_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_TIME_KEYS))
+    # Keep the field that gave the time among the attributes (Fluent Bit's Time_Keep).
+    keep_time_key: bool = False
 
 
 def normalize_fluent(
@@ -121,34 +135,68 @@ def normalize_fluent(
     entries: Iterable[tuple[int, dict[str, Any]]],
     config: FluentNormalizeConfig,
     observed_time_unix_nano: int,
+    rejected: list[tuple[Any, str]] | None = None,
 ) -> list[LogRecord]:
     """Maps ``(time_unix_nano, record)`` entries that arrived under ``tag`` to log records.
 
     Record i gets ``observed_time_unix_nano + i``: two equal lines in one receipt stay two records
     (exporters derive idempotency ids from a record's content), and the order of arrival is kept.
+    An entry that cannot be mapped (nested too deeply to walk) is appended to ``rejected`` with the
+    reason (raised when ``rejected`` is None); the others still are.
     """
-    parse_json = config.parse_json_body
-    body_severity = config.severity_from_body
-    resources = _Resources(config)
+    mapper = _Mapper(tag, config)
     out: list[LogRecord] = []
     append = out.append
     observed = observed_time_unix_nano - 1
     for entry_time_ns, record in entries:
         observed += 1
+        try:
+            append(mapper.record(entry_time_ns, record, observed))
+        except RecursionError:
+            if rejected is None:
+                raise
+            rejected.append((record, "the record is nested too deeply to map"))
+    return out
+
+
+class _Mapper:
+    """The mapping of one batch's records (its resource cache shared between them)."""
+
+    __slots__ = (
+        "body_severity",
+        "keep_time_key",
+        "parse_json",
+        "resources",
+        "tag",
+        "time_key_set",
+        "time_keys",
+    )
+
+    def __init__(self, tag: str, config: FluentNormalizeConfig) -> None:
+        self.tag = tag
+        self.parse_json = config.parse_json_body
+        self.body_severity = config.severity_from_body
+        self.time_keys = tuple(config.time_keys)
+        self.time_key_set = frozenset(config.time_keys)  # most records hold none: a C-speed check first
+        self.keep_time_key = config.keep_time_key
+        self.resources = _Resources(config)
+
+    def record(self, entry_time_ns: int, record: Any, observed: int) -> LogRecord:
+        tag = self.tag
+        resources = self.resources
+        parse_json = self.parse_json
         time_ns = entry_time_ns
         if type(record) is not dict:
             # The receivers hand maps only; anything else is kept whole rather than lost.
-            append(
-                LogRecord(
-                    time_unix_nano=time_ns,
-                    body=record,
-                    attributes={"fluent.tag": tag},
-                    resource=resources.empty,
-                    observed_time_unix_nano=observed,
-                )
+            return LogRecord(
+                time_unix_nano=time_ns,
+                body=clean_value(record),
+                attributes={"fluent.tag": tag},
+                resource=resources.empty,
+                observed_time_unix_nano=observed,
             )
-            continue
-        attributes = dict(record)
+        # String keys, no NaN: what every exporter can write (a copy only when something changes).
+        attributes = dict(clean_map(record))
 
         stream = attributes.pop("stream", None)
         if "kubernetes" in attributes or "kubernetes_namespace" in attributes:
@@ -161,11 +209,6 @@ def normalize_fluent(
             resource = resources.empty
         attributes.pop("logtag", None)
         attributes.pop("_p", None)
-        stamp = attributes.get("time")
-        if type(stamp) is str and _looks_like_date_time(stamp):
-            del attributes["time"]
-            if time_ns % _NS_PER_S == 0:
-                time_ns = _finer_time(time_ns, stamp)
 
         body: Any = None
         for key in _BODY_KEYS:
@@ -181,36 +224,39 @@ def normalize_fluent(
             if parse_json and body.startswith("{") and body.endswith("}"):
                 fields = _json_object(body)
                 if fields is not None:
+                    fields = clean_map(fields)  # integers beyond int64
                     body = _take_message(fields, attributes, body)
         elif type(body) is dict and parse_json and not _MESSAGE_KEYS.isdisjoint(body):
             fields = dict(body)
             body = _take_message(fields, attributes, body)
 
         severity_number, severity_text, trace_id, span_id, service = _take_fields(fields, attributes)
-        if not severity_number and body_severity and type(body) is str and body:
+        if not severity_number and self.body_severity and type(body) is str and body:
             severity_number, severity_text = severity_from_line(body)
         if service:
             resource = resources.with_service_name(resource, service)
+        key_set = self.time_key_set
+        if not key_set.isdisjoint(attributes) or (fields and not key_set.isdisjoint(fields)):
+            own_time = _take_time(self.time_keys, self.keep_time_key, fields, attributes)
+            if own_time is not None:
+                time_ns = own_time
         if fields:
             attributes.update(fields)
         if stream is not None:
             attributes["log.iostream"] = stream
         attributes["fluent.tag"] = tag
         # Positional (in LogRecord's field order): measurably cheaper than keywords on this path.
-        append(
-            LogRecord(
-                time_ns,
-                body,
-                severity_number,
-                severity_text,
-                attributes,
-                resource,
-                trace_id,
-                span_id,
-                observed,
-            )
+        return LogRecord(
+            time_ns,
+            body,
+            severity_number,
+            severity_text,
+            attributes,
+            resource,
+            trace_id,
+            span_id,
+            observed,
         )
-    return out
 
 
 _BODY_KEYS: Final = ("log", "message", "msg", "MESSAGE")
@@ -410,32 +456,29 @@ def _consume(source: dict[str, Any], attributes: dict[str, Any], key: str, value
 
 # ---- time --------------------------------------------------------------------------------------
 
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9})\d*)?(?:[Zz]|([+-])(\d\d):?(\d\d))",
-    re.ASCII,
-)
 
-
-def _looks_like_date_time(text: str) -> bool:
-    """Cheap shape check for "2024-01-02T03:04:05..." (no parsing on the hot path)."""
-    return len(text) >= 19 and text[4] == "-" and text[7] == "-" and text[10] in "Tt " and text[13] == ":"
-
-
-def _finer_time(time_ns: int, stamp: str) -> int:
-    """The record's RFC 3339 time if it lies within the whole second ``time_ns`` names."""
-    match = _RFC3339.fullmatch(stamp)
-    if match is None:
-        return time_ns
-    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
-    try:
-        seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
-    except (ValueError, OverflowError):
-        return time_ns
-    if sign is not None:
-        offset = int(off_h) * 3600 + int(off_m) * 60
-        seconds -= offset if sign == "+" else -offset
-    precise = seconds * _NS_PER_S + (int(fraction.ljust(9, "0")) if fraction else 0)
-    return precise if time_ns <= precise < time_ns + _NS_PER_S else time_ns
+def _take_time(
+    keys: tuple[str, ...], keep: bool, fields: dict[str, Any] | None, attributes: dict[str, Any]
+) -> int | None:
+    """The first readable time among ``keys`` (JSON body fields first). Unless ``keep``, every
+    readable time field is consumed: the others are the same event's time as a runtime or a
+    shipper wrote it (CRI's ``time`` beside the application's ``ts``). A value that is no time
+    stays where it is, so the raw value is never lost.
+    """
+    found: int | None = None
+    for source in (fields, attributes) if fields else (attributes,):
+        for key in keys:
+            if key in source:
+                value = source[key]
+                parsed = parse_time_ns(value)
+                if parsed is None:
+                    continue
+                if found is None:
+                    found = parsed
+                    if keep:
+                        return found
+                _consume(source, attributes, key, value)
+    return found
 
 
 # ---- resources ---------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every OTLP field is kept (see the model's docs), so that OTLP in -> OTLP out los
 one ResourceSpans/ResourceLogs/ResourceMetrics share one resource dict; records of one scope container
 share one :class:`Scope` (which carries that container's ``schema_url``). Ids become lower-case hex
 (``""`` when empty). AnyValues become Python values: string -> str, bool -> bool, int -> int,
-double -> float, bytes -> bytes, array -> list, kvlist -> dict, empty -> None.
+double -> float (NaN/±Inf -> "NaN"/"Infinity"/"-Infinity"), bytes -> bytes, array -> list,
+kvlist -> dict, empty -> None.
 
 Items are validated one by one, as OTLP's partial success allows: a span whose trace id is not 16
 bytes or whose span id is not 8 bytes (or all zero: the trace API calls those invalid) is rejected and
@@ -48,6 +49,7 @@ from collector.model import (
     SpanEvent,
     SpanLink,
 )
+from collector.normalize.values import nonfinite_text
 
 M = TypeVar("M", bound=Message)
 
@@ -203,7 +205,9 @@ def any_value(value: AnyValue) -> Any:
     if kind == "bool_value":
         return value.bool_value
     if kind == "double_value":
-        return value.double_value
+        number = value.double_value
+        # NaN/±Inf as "NaN"/"Infinity"/"-Infinity": JSON (store, CLI, Elasticsearch) cannot hold them.
+        return number if number - number == 0.0 else nonfinite_text(number)
     if kind == "array_value":
         return [any_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":

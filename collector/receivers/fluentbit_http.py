@@ -17,7 +17,10 @@ URI path (``uri /app.log`` -> ``app.log``) exactly as Fluent Bit's own ``http`` 
 One request is one batch: decoded whole, normalized once, handed to the pipeline once, and answered
 201 (like Fluent Bit's ``http`` input) only when the pipeline took it. Fluent Bit retries 5xx, 408 and
 429 and drops the chunk on any other 4xx, so bad input gets a 4xx naming the problem and backpressure
-gets 503 + Retry-After.
+gets 503 + Retry-After. In the msgpack format, map keys of any type are accepted, and an event that
+is no ``[time, record]`` is dead-lettered (``<data_dir>/deadletter/<id>.ndjson``) while the rest of
+the request is taken. A gRPC client (HTTP/2 preface) or a TLS client on a plain port, or a plain
+client on a TLS port, is closed with one line and a count (:mod:`collector.receivers.protocol_sniff`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from collector.config.types import ByteSize, Endpoint, ServerTLS, split_endpoint
 from collector.http_server import start_server
 from collector.model import Batch, LogRecord, Signal
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.values import map_from_pairs
 from collector.receivers.http_common import (
     CONTENT_ENCODINGS,
     HTTPAuth,
@@ -51,6 +55,8 @@ from collector.receivers.http_common import (
     read_body,
     rejection_response,
 )
+from collector.receivers.protocol_sniff import ProtocolGuard, WrongProtocolLog
+from collector.receivers.rejected_records import RejectedRecords
 
 MiB = 1024 * 1024
 
@@ -346,14 +352,34 @@ def _event_time(value: Any, index: int) -> int | None:
     return value * 1_000_000_000 if value >= 0 else None
 
 
-def decode_msgpack(body: bytes) -> list[tuple[int | None, dict[str, Any]]]:
+Rejected_ = list[tuple[Any, str]]
+
+
+def decode_msgpack(body: bytes, rejected: Rejected_ | None = None) -> list[tuple[int | None, dict[str, Any]]]:
     """A Fluent Bit chunk: ``[time, record]`` (v1) and ``[[time, metadata], record]`` (v2) events.
 
     Record metadata and the attributes of an enclosing group (OpenTelemetry resource) are kept
     under ``__internal__`` exactly where Fluent Bit's own JSON formats put them, so a record reads
-    the same whichever ``format`` the output uses.
+    the same whichever ``format`` the output uses. Map keys of any type are accepted (normalization
+    turns them into strings). An event that is no ``[time, record]`` goes to ``rejected`` with the
+    reason (a 400 when ``rejected`` is None); the others are still taken.
     """
-    unpacker = msgpack.Unpacker(raw=False, unicode_errors="replace", max_buffer_size=max(len(body), 1))
+    try:
+        return _decode_events(body, rejected, odd_keys=False)
+    except TypeError:  # a list or map as a map key: Python cannot hash it; decode again, keys as text
+        return _decode_events(body, rejected, odd_keys=True)
+
+
+def _decode_events(
+    body: bytes, rejected: Rejected_ | None, odd_keys: bool
+) -> list[tuple[int | None, dict[str, Any]]]:
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        unicode_errors="replace",
+        strict_map_key=False,
+        object_pairs_hook=map_from_pairs if odd_keys else None,
+        max_buffer_size=max(len(body), 1),
+    )
     unpacker.feed(body)
     entries: list[tuple[int | None, dict[str, Any]]] = []
     group: dict[str, Any] | None = None
@@ -363,16 +389,14 @@ def decode_msgpack(body: bytes) -> list[tuple[int | None, dict[str, Any]]]:
             # After the last complete event tell() jumps to the end of whatever was fed, complete
             # or not: a truncated tail shows only as the gap between this and len(body).
             consumed = unpacker.tell()
-            if not isinstance(event, list) or len(event) != 2:
-                what = f"array of {len(event)}" if isinstance(event, list) else type(event).__name__
-                raise _bad("bad_shape", f"event {index} is {what}, expected [time, record]")
-            head, record = event
-            metadata: Any = None
-            if isinstance(head, list):
-                if len(head) != 2 or not isinstance(head[1], dict):
-                    raise _bad("bad_shape", f"event {index}: header is not [time, metadata]")
-                head, metadata = head
-            time_ns = _event_time(head, index)
+            try:
+                time_ns, record, metadata = _event(event, index)
+            except Rejected as exc:
+                if rejected is None:
+                    raise
+                rejected.append((event, exc.detail))
+                index += 1
+                continue
             index += 1
             if time_ns == _GROUP_START:
                 group = record if isinstance(record, dict) else None
@@ -390,6 +414,10 @@ def decode_msgpack(body: bytes) -> list[tuple[int | None, dict[str, Any]]]:
             if internal:
                 record["__internal__"] = internal
             entries.append((time_ns, record))
+    except TypeError:
+        if not odd_keys:
+            raise
+        raise _bad("invalid_msgpack", f"invalid msgpack after {index} events") from None
     except (ValueError, msgpack.UnpackException) as exc:
         raise _bad("invalid_msgpack", f"invalid msgpack after {index} events: {exc}") from None
     left = len(body) - consumed
@@ -398,10 +426,31 @@ def decode_msgpack(body: bytes) -> list[tuple[int | None, dict[str, Any]]]:
     return entries
 
 
+def _event(event: Any, index: int) -> tuple[int | None, Any, Any]:
+    """An event's (time_ns, record, metadata); raises Rejected naming what is wrong with it."""
+    if not isinstance(event, list) or len(event) != 2:
+        what = f"array of {len(event)}" if isinstance(event, list) else type(event).__name__
+        raise _bad("bad_shape", f"event {index} is {what}, expected [time, record]")
+    head, record = event
+    metadata: Any = None
+    if isinstance(head, list):
+        if len(head) != 2 or not isinstance(head[1], dict):
+            raise _bad("bad_shape", f"event {index}: header is not [time, metadata]")
+        head, metadata = head
+    return _event_time(head, index), record, metadata
+
+
 def decode_body(
-    body: bytes, *, encoding: str, declared: str | None, time_key: str | None, max_inflated: int
+    body: bytes,
+    *,
+    encoding: str,
+    declared: str | None,
+    time_key: str | None,
+    max_inflated: int,
+    rejected: Rejected_ | None = None,
 ) -> list[tuple[int | None, dict[str, Any]]]:
-    """Inflates and decodes a request body; ``declared`` is the format its Content-Type names."""
+    """Inflates and decodes a request body; ``declared`` is the format its Content-Type names.
+    msgpack events that are no records go to ``rejected`` (see :func:`decode_msgpack`)."""
     if encoding != "identity":
         body = inflate(body, encoding, max_inflated)
     fmt = declared or sniff(body)
@@ -409,7 +458,7 @@ def decode_body(
         raise Rejected(415, "unsupported_media_type", "the body is neither JSON nor msgpack")
     if fmt == "json":
         return decode_json(body, time_key)
-    return decode_msgpack(body)
+    return decode_msgpack(body, rejected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,20 +482,31 @@ class FluentBitHTTPReceiver(Receiver):
         self._problems = ProblemLog(self.log)
         self._default_tag = config.default_tag or self.id
         self._auth = HTTPAuth(config.username, config.password, config.bearer_token)
+        self._dead_letter = RejectedRecords(ctx)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_body_size)
         app.router.add_route("*", "/{path:.*}", self._handle)
         ssl_context = self.config.tls.context() if self.config.tls else None
+        guard = ProtocolGuard(
+            WrongProtocolLog(self.id, self.log, self.ctx.telemetry.protocol_errors),
+            "http1",
+            f"the Fluent Bit HTTP port :{self.port}",
+            tls=ssl_context,
+            advice={
+                "http2": "Fluent Bit's http output speaks HTTP/1.1; send OTLP/gRPC to the OTLP port (:4317)"
+            },
+        )
         self._runner, self.port = await start_server(
             app,
             self.host,
             self.port,
-            ssl_context=ssl_context,
+            guard=guard,
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
             auto_decompress=False,
             connections=self.ctx.telemetry.connections.labels(self.id),
         )
+        guard.port_name = f"the Fluent Bit HTTP port :{self.port}"
         self._serving = True
         tls = " with TLS" if ssl_context else ""
         self.log.info("listening for Fluent Bit http output on %s:%d%s", self.host, self.port, tls)
@@ -502,10 +562,13 @@ class FluentBitHTTPReceiver(Receiver):
             raise _bad("empty_body", "the request has no body")
         if content_type not in _GENERIC_TYPES and declared is None:
             self.log.debug("unknown Content-Type %r from %s; sniffing the body", content_type, request.remote)
+        rejected: list[tuple[Any, str]] = []
         if encoding != "identity" or len(body) >= _THREAD_DECODE_BYTES:
-            records = await asyncio.to_thread(self._decode, tag, observed_ns, body, encoding, declared)
+            records = await asyncio.to_thread(
+                self._decode, tag, observed_ns, body, encoding, declared, rejected=rejected
+            )
         else:
-            records = self._decode(tag, observed_ns, body, encoding, declared)
+            records = self._decode(tag, observed_ns, body, encoding, declared, rejected=rejected)
         if records:
             try:
                 await self.consumers[Signal.LOGS].consume(Batch(Signal.LOGS, records, len(body)))
@@ -518,10 +581,20 @@ class FluentBitHTTPReceiver(Receiver):
                     text=f"not accepted now: {exc.reason}; retry later\n",
                     headers={"Retry-After": str(retry_after)},
                 )
+        if rejected:
+            # After the pipeline took the rest (a refused request is resent whole), before the answer.
+            await self._dead_letter.write(tag, request.remote or "an unknown peer", rejected)
         return web.Response(status=self.config.success_code)
 
     def _decode(
-        self, tag: str, observed_ns: int, body: bytes, encoding: str, declared: str | None
+        self,
+        tag: str,
+        observed_ns: int,
+        body: bytes,
+        encoding: str,
+        declared: str | None,
+        *,
+        rejected: list[tuple[Any, str]],
     ) -> list[LogRecord]:
         entries = decode_body(
             body,
@@ -529,11 +602,12 @@ class FluentBitHTTPReceiver(Receiver):
             declared=declared,
             time_key=self.config.time_key or None,
             max_inflated=self.config.max_decompressed_size,
+            rejected=rejected,
         )
         if not entries:
             return []
         timed = ((observed_ns if t is None else t, record) for t, record in entries)
-        return normalize_fluent(tag, timed, self.config.normalize, observed_ns)
+        return normalize_fluent(tag, timed, self.config.normalize, observed_ns, rejected)
 
     def _tag(self, request: web.Request) -> str:
         if self.config.tag_header:

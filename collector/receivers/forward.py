@@ -13,6 +13,15 @@ becomes one batch. When the frame carries ``option.chunk`` the reply ``{"ack": c
 once the pipeline has accepted the batch. With ``security`` clients must first pass the spec's
 HELO/PING/PONG handshake (shared key, optionally user names and passwords). UDP datagrams on the same
 port get Fluentd's one-byte heartbeat reply, which out_forward's ``heartbeat_type udp`` waits for.
+
+Odd input never blocks a chunk: map keys of any type are accepted (normalization turns them into
+strings; keys Python cannot hash, lists and maps, are decoded on a slower path), and entries of a
+sound frame that are no records (not ``[time, record]``, a record that is not a map, a time that is
+no time, packed entries that are not msgpack or gzip) go to ``<data_dir>/deadletter/<id>.ndjson``
+(:mod:`collector.receivers.rejected_records`) while the rest of the frame is accepted and acked. A
+frame that is itself broken (not an array, no tag) names no chunk and closes the connection. The
+first bytes of each connection are checked first (:mod:`collector.receivers.protocol_sniff`): HTTP,
+HTTP/2 or TLS on a plain port, plain data on a TLS port are closed with one line and a count.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import socket
 import struct
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgpack
@@ -35,8 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from collector.component import ComponentConfig, ComponentContext, Consumer, Receiver, Refused, register
 from collector.config.types import ByteSize, Duration, Endpoint, ServerTLS, split_endpoint
-from collector.model import Batch, Signal
+from collector.model import Batch, LogRecord, Signal
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.record_time import EventTime
+from collector.normalize.values import map_from_pairs
+from collector.receivers.protocol_sniff import ProtocolGuard, WrongProtocolLog
+from collector.receivers.rejected_records import RejectedRecords
 
 READ_SIZE = 64 * 1024
 # A client must finish the TLS handshake, and read HELO and send PING, within this time.
@@ -127,15 +140,6 @@ class _Close(Exception):
     """Close the connection; the reason was already logged and counted."""
 
 
-class EventTime(int):
-    """A Fluent EventTime (msgpack ext type 0) as Unix nanoseconds.
-
-    Its own type tells it from an integer time (seconds); inside a record it reads as the integer it is.
-    """
-
-    __slots__ = ()
-
-
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == 0 and len(data) == 8:
         seconds, nanos = _EVENT_TIME.unpack(data)
@@ -173,26 +177,35 @@ def _time_ns(value: Any, now: int) -> int:
     )
 
 
-def _entries(items: list[Any], now: int) -> list[tuple[int, dict[str, Any]]]:
-    """``[time, record]`` / ``[[time, metadata], record]`` entries -> (time_unix_nano, record)."""
+Rejected = list[tuple[Any, str]]
+
+
+def _entries(items: list[Any], now: int) -> tuple[list[tuple[int, dict[str, Any]]], Rejected]:
+    """``[time, record]`` / ``[[time, metadata], record]`` entries -> (time_unix_nano, record), and
+    the entries that are none of these, each with what is wrong with it (they go to the dead-letter
+    file: one odd entry must not hold back the rest of its chunk)."""
     out: list[tuple[int, dict[str, Any]]] = []
+    rejected: Rejected = []
     append = out.append
     for entry in items:
-        if type(entry) is not list or len(entry) != 2:
-            raise ProtocolError("bad_entry", f"an entry must be [time, record], not {_describe(entry)}")
-        when, record = entry
-        if type(when) is list:
-            # Fluent Bit (fwd_retain_metadata) sends [[time, metadata], record]; the metadata map is
-            # Fluent Bit's internal routing data, not part of the record.
-            if not when or len(when) > 2:
-                raise ProtocolError(
-                    "bad_entry", f"an entry header must be [time, metadata], not {_describe(when)}"
-                )
-            when = when[0]
-        if type(record) is not dict:
-            raise ProtocolError("bad_entry", f"a record must be a map, not {_describe(record)}")
-        append((_time_ns(when, now), record))
-    return out
+        try:
+            if type(entry) is not list or len(entry) != 2:
+                raise ProtocolError("bad_entry", f"an entry must be [time, record], not {_describe(entry)}")
+            when, record = entry
+            if type(when) is list:
+                # Fluent Bit (fwd_retain_metadata) sends [[time, metadata], record]; the metadata map
+                # is Fluent Bit's internal routing data, not part of the record.
+                if not when or len(when) > 2:
+                    raise ProtocolError(
+                        "bad_entry", f"an entry header must be [time, metadata], not {_describe(when)}"
+                    )
+                when = when[0]
+            if type(record) is not dict:
+                raise ProtocolError("bad_entry", f"a record must be a map, not {_describe(record)}")
+            append((_time_ns(when, now), record))
+        except ProtocolError as exc:
+            rejected.append((entry, str(exc)))
+    return out, rejected
 
 
 def gunzip_members(data: bytes, limit: int) -> bytes:
@@ -225,10 +238,23 @@ def _unpack_error(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _unpack_packed(data: bytes) -> list[Any]:
-    """The entries of a PackedForward stream (decoded like frames: UTF-8, invalid bytes replaced)."""
+def _unpack_packed(data: bytes) -> tuple[list[Any], ProtocolError | None]:
+    """The entries of a PackedForward stream (decoded like frames: UTF-8, invalid bytes replaced),
+    and what ended it early, if anything: the entries before a broken one are still good."""
+    try:
+        return _unpack_entries(data, odd_keys=False)
+    except TypeError:  # a map key Python cannot hash (a list or map): decode again, keys as text
+        return _unpack_entries(data, odd_keys=True)
+
+
+def _unpack_entries(data: bytes, odd_keys: bool) -> tuple[list[Any], ProtocolError | None]:
     unpacker = msgpack.Unpacker(
-        raw=False, unicode_errors="replace", ext_hook=_ext_hook, max_buffer_size=max(len(data), 1)
+        raw=False,
+        unicode_errors="replace",
+        ext_hook=_ext_hook,
+        strict_map_key=False,
+        object_pairs_hook=map_from_pairs if odd_keys else None,
+        max_buffer_size=max(len(data), 1),
     )
     unpacker.feed(data)
     items: list[Any] = []
@@ -237,13 +263,17 @@ def _unpack_packed(data: bytes) -> list[Any]:
         for item in unpacker:
             items.append(item)
             end = unpacker.tell()
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise ProtocolError(
+    except TypeError:
+        if not odd_keys:
+            raise
+        return items, ProtocolError("malformed_msgpack", "invalid msgpack in packed entries")
+    except (ValueError, msgpack.UnpackException) as exc:
+        return items, ProtocolError(
             "malformed_msgpack", f"invalid msgpack in packed entries: {_unpack_error(exc)}"
-        ) from None
+        )
     if end != len(data):
-        raise ProtocolError("bad_entry", "packed entries end in the middle of an entry")
-    return items
+        return items, ProtocolError("bad_entry", "packed entries end in the middle of an entry")
+    return items, None
 
 
 class FrameStream:
@@ -256,26 +286,67 @@ class FrameStream:
 
     def __init__(self, max_frame_size: int, raw: bool = False, initial: bytes = b"") -> None:
         self.max_frame_size = max_frame_size
-        # Room for a whole frame plus one read, so a frame within the limit never overflows.
-        self._unpacker = msgpack.Unpacker(
-            raw=raw,
-            unicode_errors=None if raw else "replace",
-            ext_hook=_ext_hook,
-            max_buffer_size=max_frame_size + READ_SIZE,
-        )
+        self._raw = raw
+        self._unpacker = self._new_unpacker()
         self._buf = bytearray()  # bytes fed and not yet dropped
         self._base = 0  # unpacker offset of _buf[0]
         self._start = 0  # where the next frame starts in _buf
         self._frame = (0, 0)  # the last frame's span in _buf
+        # The current frame has a map key Python cannot hash: it is decoded from _buf, slowly.
+        self._odd_keys = False
         if initial:
             self.feed(initial)
 
+    def _new_unpacker(self, odd_keys: bool = False) -> msgpack.Unpacker:
+        # Any key type is accepted (strict_map_key off): a record with an integer key is still a
+        # record, and refusing the frame would make the client resend it forever.
+        return msgpack.Unpacker(
+            raw=self._raw,
+            unicode_errors=None if self._raw else "replace",
+            ext_hook=_ext_hook,
+            strict_map_key=False,
+            object_pairs_hook=map_from_pairs if odd_keys else None,
+            # Room for a whole frame plus one read, so a frame within the limit never overflows.
+            max_buffer_size=self.max_frame_size + READ_SIZE,
+        )
+
     def feed(self, data: bytes) -> None:
         self._buf += data
+        if self._odd_keys:
+            if len(self._buf) - self._start > self.max_frame_size + READ_SIZE:
+                raise self._too_large(len(self._buf) - self._start)
+            return
         try:
             self._unpacker.feed(data)
         except msgpack.BufferFull:
             raise self._too_large(len(self._buf) - self._start) from None
+
+    def _next_odd_frame(self) -> tuple[Any, int] | None:
+        """The current frame decoded from the buffer with unhashable keys as text; then the fast
+        unpacker takes over again behind it."""
+        data = bytes(self._buf[self._start :])
+        unpacker = self._new_unpacker(odd_keys=True)
+        unpacker.feed(data)
+        try:
+            frame = unpacker.unpack()
+        except msgpack.OutOfData:
+            if len(data) > self.max_frame_size:
+                raise self._too_large(len(data)) from None
+            return None
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise ProtocolError("malformed_msgpack", f"invalid msgpack: {_unpack_error(exc)}") from None
+        size = unpacker.tell()
+        if size > self.max_frame_size:
+            raise self._too_large(size)
+        self._frame = (self._start, self._start + size)
+        self._start += size
+        self._odd_keys = False
+        self._unpacker = self._new_unpacker()
+        self._base = -self._start  # the new unpacker's offset 0 is the next frame's first byte
+        rest = bytes(self._buf[self._start :])
+        if rest:
+            self._unpacker.feed(rest)
+        return frame, size
 
     def _too_large(self, size: int) -> ProtocolError:
         return ProtocolError(
@@ -285,8 +356,13 @@ class FrameStream:
 
     def next_frame(self) -> tuple[Any, int] | None:
         """The next complete frame and its size in bytes, or None until more bytes arrive."""
+        if self._odd_keys:
+            return self._next_odd_frame()
         try:
             frame = self._unpacker.unpack()
+        except TypeError:  # "unhashable type": a list or map as a map key
+            self._odd_keys = True
+            return self._next_odd_frame()
         except msgpack.OutOfData:
             del self._buf[: self._start]
             self._base += self._start
@@ -294,7 +370,7 @@ class FrameStream:
             if len(self._buf) > self.max_frame_size:
                 raise self._too_large(len(self._buf)) from None
             return None
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        except (ValueError, msgpack.UnpackException) as exc:
             raise ProtocolError("malformed_msgpack", f"invalid msgpack: {_unpack_error(exc)}") from None
         end = self._unpacker.tell() - self._base
         self._frame = (self._start, end)
@@ -308,7 +384,12 @@ class FrameStream:
         surrogates, which ``.encode("utf-8", "surrogateescape")`` turns back into the bytes sent."""
         start, end = self._frame
         return msgpack.unpackb(
-            bytes(self._buf[start:end]), raw=False, unicode_errors="surrogateescape", ext_hook=_ext_hook
+            bytes(self._buf[start:end]),
+            raw=False,
+            unicode_errors="surrogateescape",
+            ext_hook=_ext_hook,
+            strict_map_key=False,
+            object_pairs_hook=map_from_pairs,
         )
 
     def partial(self) -> bool:
@@ -329,6 +410,8 @@ class Message:
     chunk: Any  # _NO_CHUNK when the client wants no ack
     signal: int  # Fluent Bit's fluent_signal; 0 for logs
     declared_size: Any
+    # Entries (or undecodable packed bytes) that are no record, with the reason: dead-lettered.
+    rejected: Rejected = field(default_factory=list)
 
 
 def _options(value: Any) -> dict[str, Any]:
@@ -382,20 +465,31 @@ def decode_frame(frame: Any, stream: FrameStream, max_decompressed_size: int, no
         # The payload is cmetrics/ctraces msgpack, not log entries: not decoded.
         return Message(tag, [], chunk, signal if type(signal) is int else -1, options.get("size"))
 
+    broken: Rejected = []
     if items is None:
         packed = (
             second if type(second) is bytes else stream.exact_frame()[1].encode("utf-8", "surrogateescape")
         )
         compression = options.get("compressed")
-        if compression == "gzip":
-            packed = gunzip_members(packed, max_decompressed_size)
-        elif compression not in (None, "text"):
+        if compression not in (None, "text", "gzip"):
             raise ProtocolError(
                 "unsupported_compression",
                 f"compressed={_brief.repr(compression)} is not supported (only gzip)",
             )
-        items = _unpack_packed(packed)
-    return Message(tag, _entries(items, now), chunk, 0, options.get("size"))
+        # The frame itself is sound, so its chunk can be acknowledged: entries that cannot be read
+        # are dead-lettered as the bytes they were, since a resend would fail the same way forever.
+        problem: ProtocolError | None = None
+        items = []
+        try:
+            if compression == "gzip":
+                packed = gunzip_members(packed, max_decompressed_size)
+            items, problem = _unpack_packed(packed)
+        except ProtocolError as exc:
+            problem = exc
+        if problem is not None:
+            broken.append(({"packed_entries": packed, "entries_read": len(items)}, str(problem)))
+    entries, rejected = _entries(items, now)
+    return Message(tag, entries, chunk, 0, options.get("size"), broken + rejected)
 
 
 def _hexdigest(*parts: bytes) -> bytes:
@@ -480,11 +574,13 @@ class ForwardReceiver(Receiver):
         self.port = 0
         self._server: asyncio.Server | None = None
         self._heartbeat: asyncio.DatagramTransport | None = None
+        self._guard: ProtocolGuard | None = None
         self._connections: set[Connection] = set()
         self._stopping = False
         self._open = ctx.telemetry.connections.labels(self.id)
         self._errors = ctx.telemetry.protocol_errors
         self._dropped = ctx.telemetry.dropped
+        self._dead_letter = RejectedRecords(ctx)
         security = config.security
         self._shared_key = security.shared_key.get_secret_value().encode() if security else b""
         self._hostname = security.self_hostname.encode() if security else b""
@@ -501,15 +597,23 @@ class ForwardReceiver(Receiver):
         ssl_context = cfg.tls.context() if cfg.tls else None
         # With port 0 the kernel picks the TCP port; should UDP be taken on that number, pick again.
         attempts = 5 if port == 0 and cfg.heartbeat else 1
+        self._guard = ProtocolGuard(
+            WrongProtocolLog(self.id, self.log, self._errors),
+            "forward",
+            f"the Fluent Forward port :{port}",
+            tls=ssl_context,
+            handshake_timeout=HANDSHAKE_TIMEOUT,
+            advice={"plain": "enable TLS on the client (Fluent Bit: tls On)"},
+        )
+        loop = asyncio.get_running_loop()
+
+        def stream_protocol() -> asyncio.StreamReaderProtocol:
+            # What asyncio.start_server builds per connection; the guard sits in front of it.
+            reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, self._accept, loop=loop)
+
         for attempt in range(1, attempts + 1):
-            server = await asyncio.start_server(
-                self._accept,
-                host,
-                port,
-                ssl=ssl_context,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl_context else None,
-                limit=READ_SIZE,
-            )
+            server = await loop.create_server(self._guard.wrap(stream_protocol), host, port)
             bound = int(server.sockets[0].getsockname()[1])
             if cfg.heartbeat:
                 try:
@@ -526,6 +630,7 @@ class ForwardReceiver(Receiver):
             break
         self._server = server
         self.port = bound
+        self._guard.port_name = f"the Fluent Forward port :{bound}"
         self.log.info(
             "listening for Fluent Forward on %s:%d (%s%s%s)",
             host,
@@ -544,6 +649,8 @@ class ForwardReceiver(Receiver):
             self._server.close()
         if self._heartbeat is not None:
             self._heartbeat.close()
+        if self._guard is not None:
+            self._guard.close()
         # Connections waiting for the client close now (their read ends as if the client had
         # closed); one in the middle of a batch finishes it (accepted and acked, or refused) first.
         for conn in list(self._connections):
@@ -653,23 +760,21 @@ class ForwardReceiver(Receiver):
         if frame is None:
             return  # Fluentd's in_forward ignores a nil frame (reserved for TCP heartbeats)
         now = time.time_ns()
-        try:
-            msg = decode_frame(frame, stream, self.config.max_decompressed_size, now)
-        except ProtocolError as exc:
-            if conn.frames == 1 and frame == 0x16:
-                exc.args = (f"{exc} (this looks like a TLS handshake: the receiver has no tls: configured)",)
-            raise
+        msg = decode_frame(frame, stream, self.config.max_decompressed_size, now)
+        rejected = msg.rejected
+        records: list[LogRecord] = []
         if msg.signal:
             self._drop_signal(conn, msg)
         elif msg.entries:
             try:
-                records = normalize_fluent(msg.tag, msg.entries, self.config.normalize, now)
+                records = normalize_fluent(msg.tag, msg.entries, self.config.normalize, now, rejected)
             except Exception:
                 self._errors.labels(self.id, "unprocessable").inc()
                 self.log.exception(
                     "cannot map the records of tag %r from %s; closing the connection", msg.tag, conn.peer
                 )
                 raise _Close from None
+        if records:
             try:
                 await self._consumer.consume(Batch(Signal.LOGS, records, size))
             except Refused as exc:
@@ -684,6 +789,9 @@ class ForwardReceiver(Receiver):
                     exc.reason,
                 )
                 raise _Close from None
+        if rejected:
+            # After the pipeline took the rest (a refused frame is resent whole) and before the ack.
+            await self._dead_letter.write(msg.tag, conn.peer, rejected)
         if msg.chunk is not _NO_CHUNK:
             await conn.send(
                 msgpack.packb({"ack": msg.chunk}, use_bin_type=True, unicode_errors="surrogateescape")

@@ -64,6 +64,7 @@ from collector.normalize.otlp import (
 )
 from collector.receivers.http_common import ProblemLog, inflate
 from collector.receivers.http_common import Rejected as _InflateRejected
+from collector.receivers.protocol_sniff import ProtocolGuard, WrongProtocolLog
 
 MiB = 1024 * 1024
 
@@ -388,15 +389,28 @@ class OTLPReceiver(Receiver):
         if config.cors is not None:
             app.on_response_prepare.append(self._cors_headers)
         ssl_context = config.tls.context() if config.tls else None
+        grpc_hint = (
+            f"send OTLP/gRPC to :{self.grpc_port}"
+            if self.grpc_port
+            else "this receiver has no gRPC port (grpc: is off); use OTLP/HTTP (http/protobuf)"
+        )
+        guard = ProtocolGuard(
+            WrongProtocolLog(self.id, self.log, self.ctx.telemetry.protocol_errors),
+            "http1",
+            f"the OTLP/HTTP port :{port}",
+            tls=ssl_context,
+            advice={"http2": grpc_hint},
+        )
         self._runner, self.http_port = await start_server(
             app,
             host,
             port,
-            ssl_context=ssl_context,
+            guard=guard,
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
             auto_decompress=False,
             connections=self.ctx.telemetry.connections.labels(self.id),
         )
+        guard.port_name = f"the OTLP/HTTP port :{self.http_port}"
         tls = " with TLS" if ssl_context else ""
         self.log.info("listening for OTLP/HTTP on %s:%d%s", host, self.http_port, tls)
 

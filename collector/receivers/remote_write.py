@@ -80,6 +80,7 @@ from collector.http_server import start_server
 from collector.model import Batch, Exemplar, MetricKind, MetricPoint, Scope, Signal, Temporality
 from collector.prompb import remote_pb2, types_pb2
 from collector.receivers.http_common import HTTPAuth, ProblemLog, Rejected, read_body, rejection_response
+from collector.receivers.protocol_sniff import ProtocolGuard, WrongProtocolLog
 
 MiB = 1024 * 1024
 
@@ -665,15 +666,23 @@ class RemoteWriteReceiver(Receiver):
         app.router.add_route("*", self.config.path, self._handle)
         ssl_context = self.config.tls.context() if self.config.tls else None
         # auto_decompress off: the body is snappy, which aiohttp does not know, and must stay raw.
+        guard = ProtocolGuard(
+            WrongProtocolLog(self.id, self.log, self.ctx.telemetry.protocol_errors),
+            "http1",
+            f"the remote_write port :{self.port}",
+            tls=ssl_context,
+            advice={"http2": "remote_write is HTTP/1.1; send OTLP/gRPC to the OTLP port (:4317)"},
+        )
         self._runner, self.port = await start_server(
             app,
             self.host,
             self.port,
-            ssl_context=ssl_context,
+            guard=guard,
             shutdown_timeout=_SHUTDOWN_TIMEOUT,
             auto_decompress=False,
             connections=self.ctx.telemetry.connections.labels(self.id),
         )
+        guard.port_name = f"the remote_write port :{self.port}"
         self._serving = True
         scheme = "https" if ssl_context else "http"
         self.log.info(
