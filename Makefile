@@ -46,12 +46,14 @@ $(TEST_STAMP): $(UV) pyproject.toml uv.lock | lock-check
 run: $(STAMP)
 	$(BIN)/burnline run
 
-## system-deps: Debian's prometheus and alertmanager, which the tests start on loopback
+## system-deps: Debian's prometheus, alertmanager, node-exporter and chromium (headless, for the
+## status page test), which the tests start on loopback
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v prometheus-node-exporter >/dev/null || missing="$$missing prometheus-node-exporter"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
