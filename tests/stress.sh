@@ -4,6 +4,9 @@
 # deadline or races. Usage: tests/stress.sh [ROUNDS]   (default 1; `make stress` runs 3)
 # Every round must pass both suites; the script stops at the first failing round.
 set -euo pipefail
+# Job control: without it bash starts background jobs with SIGINT ignored, their children inherit
+# that, and a test that stops a child with Ctrl-C (burnline logs -f) would wait forever.
+set -m
 cd "$(dirname "$0")/.."
 
 rounds=${1:-1}
@@ -12,8 +15,10 @@ out=$(mktemp -d "${TMPDIR:-/tmp}/burnline-stress.XXXXXX")
 cores=$(nproc)
 
 hogs=()
+pids=()
 cleanup() {
-    for pid in "${hogs[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # Each job is its own process group (set -m): end the whole group.
+    for pid in "${hogs[@]}" "${pids[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
 }
 trap cleanup EXIT
 for _ in $(seq "$cores"); do

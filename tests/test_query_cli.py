@@ -34,6 +34,7 @@ from tests.test_local_query import (
     SPANS,
     TRACE_LOGS,
     bodies,
+    clock_at_now,  # noqa: F401  (autouse: the in-process CLI's clock is the data's NOW)
     write,
 )
 
