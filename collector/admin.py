@@ -1,50 +1,41 @@
-"""The admin HTTP server: liveness, readiness, burnline's own metrics and the SLO status API.
+"""The admin HTTP server: liveness, readiness, burnline's own metrics, the status pages and their API.
 
-- ``/``: an index of these endpoints;
+- ``/``: an index of these endpoints (a browser asking for HTML is sent to ``/status``);
 - ``/healthz``, ``/readyz``: liveness and readiness (503 naming what is not ready);
 - ``/metrics``: burnline's own metrics (Prometheus text), SLO burn rates included;
-- ``/api/v1/slos`` and ``/api/v1/slos/{name}``: every SLO's objective, SLI, burn rates per window,
-  error budget and alert states as JSON (what ``burnline slo status`` shows). Alerts sent to
-  Alertmanager link here as their ``generatorURL``.
+- ``/status`` and below: the status pages (collector/status/pages.py). Alerts sent to Alertmanager
+  link to their SLO's page as their ``generatorURL``;
+- ``/api/v1/...``: the JSON API behind them, described at ``/api/v1/openapi.json``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from collector.config.types import split_endpoint
 from collector.http_server import start_server
+from collector.status import StatusSources, add_routes
+from collector.status.pipeline import PipelineSampler, ServiceView
+from collector.status.sources import SloStatus
 from collector.telemetry import Telemetry
 
 ENDPOINTS = (
     ("/healthz", "liveness: 200 while the process runs"),
     ("/readyz", "readiness: 200 once every receiver and exporter is up, else 503 naming what is not"),
     ("/metrics", "burnline's own metrics in Prometheus text format, SLO burn rates included"),
+    ("/status", "the status page (HTML): SLOs, alerts, pipeline health; logs and traces of the local store"),
     ("/api/v1/slos", "every SLO: objective, SLI, burn rate per window, error budget, alert states (JSON)"),
     ("/api/v1/slos/{name}", "one SLO, as above"),
+    ("/api/v1/pipeline", "receivers, exporters, queues, dead letters and memory (JSON)"),
+    ("/api/v1/logs", "recent logs of the local store (JSON; ?service=&namespace=&level=&q=&since=)"),
+    ("/api/v1/traces", "recent traces of the local store (JSON); /api/v1/traces/{trace_id}: one trace"),
+    ("/api/v1/openapi.json", "the OpenAPI 3.1 description of the JSON API"),
 )
 
-
-class SloStatus(Protocol):
-    def status(self, name: str | None = None) -> list[dict[str, Any]]: ...
-
-    async def status_async(self) -> list[dict[str, Any]]: ...
-
-    @property
-    def slos(self) -> dict[str, Any]: ...
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE),
-        status=status,
-        content_type="application/json",
-    )
+__all__ = ["ENDPOINTS", "AdminServer", "SloStatus"]
 
 
 class AdminServer:
@@ -54,12 +45,17 @@ class AdminServer:
         telemetry: Telemetry,
         readiness: Callable[[], list[str]],
         slos: SloStatus | None = None,
+        service: ServiceView | None = None,
     ) -> None:
-        """``readiness`` returns the names of what is not ready (empty when ready)."""
+        """``readiness`` returns the names of what is not ready (empty when ready). ``slos`` (the SLO
+        engine) and ``service`` (its receivers, exporters and pipelines, for the status pages) may
+        also be set later, before or after ``start``: the pages read them at each request."""
         self.host, self.port = split_endpoint(endpoint)
         self._telemetry = telemetry
         self._readiness = readiness
         self.slos = slos
+        self.service = service
+        self.sampler = PipelineSampler(telemetry)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -73,15 +69,18 @@ class AdminServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/api/v1/slos", self._slos)
-        app.router.add_get("/api/v1/slos/{name}", self._slo)
+        add_routes(app, StatusSources(self.sampler, lambda: self.slos, lambda: self.service))
         self._runner, self.port = await start_server(app, self.host, self.port)
+        self.sampler.start()
 
     async def stop(self) -> None:
+        await self.sampler.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _index(self, _: web.Request) -> web.Response:
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        if "text/html" in request.headers.get("Accept", ""):
+            raise web.HTTPFound("/status")
         width = max(len(path) for path, _ in ENDPOINTS)
         lines = ["burnline admin endpoints:", ""] + [f"  {p:<{width}}  {what}" for p, what in ENDPOINTS]
         return web.Response(text="\n".join(lines) + "\n")
@@ -98,12 +97,3 @@ class AdminServer:
     async def _metrics(self, _: web.Request) -> web.Response:
         body = await self._telemetry.full_exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def _slos(self, _: web.Request) -> web.Response:
-        return _json({"slos": await self.slos.status_async() if self.slos is not None else []})
-
-    async def _slo(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        if self.slos is None or name not in self.slos.slos:
-            return _json({"error": f"no SLO named {name!r}"}, status=404)
-        return _json(self.slos.status(name)[0])

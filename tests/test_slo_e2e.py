@@ -231,7 +231,7 @@ async def test_error_spike_pages_both_alertmanagers_then_resolves(
                 assert logs_alert["labels"]["service"] == "checkout"
                 assert logs_alert["annotations"]["runbook_url"] == "https://runbooks.example/checkout-logs"
                 assert "1h burn rate" in logs_alert["annotations"]["burn_rates"]
-                assert logs_alert["generatorURL"] == f"{svc.admin.url}/api/v1/slos/checkout-log-errors"
+                assert logs_alert["generatorURL"] == f"{svc.admin.url}/status/slos/checkout-log-errors"
                 assert by_slo["checkout-availability"]["labels"]["team"] == "shop"
                 assert by_slo["checkout-availability"]["labels"]["alertname"] == "CheckoutAvailability"
 

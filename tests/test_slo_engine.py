@@ -176,7 +176,7 @@ def test_alert_lifecycle_payload_resend_and_resolve() -> None:
     assert page["annotations"]["runbook_url"] == "https://runbooks.example/checkout"
     assert page["annotations"]["error_budget_remaining"] == "-99.0000"
     assert "Checkout logs without errors" in page["annotations"]["description"]
-    assert page["generatorURL"] == "http://admin:8888/api/v1/slos/checkout-logs"
+    assert page["generatorURL"] == "http://admin:8888/status/slos/checkout-logs"
     assert page["startsAt"] == "2023-11-14T22:00:00.000Z"
     assert page["endsAt"] == "2023-11-14T22:04:00.000Z"  # now + 4 x max(5s, 60s)
     # Not re-sent before resend_delay; re-sent after it with a later endsAt, same startsAt.

@@ -362,7 +362,7 @@ class SloEngine:
             "endsAt": _iso(ends),
         }
         if self.generator_url:
-            payload["generatorURL"] = f"{self.generator_url}/api/v1/slos/{spec.name}"
+            payload["generatorURL"] = f"{self.generator_url}/status/slos/{spec.name}"
         return payload
 
     # -- status
