@@ -31,7 +31,9 @@ echo "stress: $rounds round(s), 2 suites at once, $cores CPU hog(s); logs in $ou
 for round in $(seq "$rounds"); do
     pids=()
     for suite in a b; do
-        .venv/bin/pytest -q -p no:cacheprovider --basetemp="$out/tmp-$round-$suite" \
+        # --default-signal: a script started in the background has SIGINT ignored for good, and
+        # children inherit that; a test that stops a child with Ctrl-C needs it back.
+        env --default-signal=INT .venv/bin/pytest -q -p no:cacheprovider --basetemp="$out/tmp-$round-$suite" \
             >"$out/round-$round-$suite.log" 2>&1 &
         pids+=($!)
     done
