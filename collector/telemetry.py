@@ -7,9 +7,12 @@ Counters are per component and signal, as the OpenTelemetry Collector's ``otelco
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from collector import __version__
 
 # Export round trips range from a local SQLite commit (~1 ms) to a slow remote bulk (tens of s).
 EXPORT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -133,6 +136,27 @@ class Telemetry:
             ["alertmanager"],
             registry=r,
         )
+
+        # As Prometheus' own: whether the last SIGHUP reload applied, and when one last did.
+        self.build_info = Gauge(
+            "burnline_build_info",
+            "Always 1; the labels say which burnline and which Python run.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.config_reload_successful = Gauge(
+            "burnline_config_last_reload_successful",
+            "1 when the last configuration reload (SIGHUP) applied, 0 when it failed.",
+            registry=r,
+        )
+        self.config_reload_successful.set(1)
+        self.config_reload_success_timestamp = Gauge(
+            "burnline_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (start or reload), Unix seconds.",
+            registry=r,
+        )
+        self.config_reload_success_timestamp.set_to_current_time()
 
         # Writers of further text-format families (the SLO engine's, computed at scrape time).
         self.extra_expositions: list[Callable[[], Awaitable[bytes]]] = []

@@ -10,6 +10,7 @@ import pytest
 
 from collector.component import Refused, register
 from collector.model import LogRecord, Signal
+from collector.startup_errors import StartupError
 from tests.support import InjectReceiver, metric_value, running_service
 
 EVENTS: list[str] = []
@@ -173,7 +174,7 @@ async def test_failed_start_releases_what_started(tmp_path: Path) -> None:
     EVENTS.clear()
     busy = config()
     busy["service"] = {**busy["service"], "admin": {"endpoint": "256.0.0.1:1"}}
-    with pytest.raises(OSError):
+    with pytest.raises(StartupError, match=r"^service\.admin: cannot listen on 256\.0\.0\.1:1: "):
         async with running_service(busy, str(tmp_path)):
             pass
     assert EVENTS == ["start push", "stop push"]
