@@ -20,9 +20,11 @@ def _run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     configure_logging(args.log_level or config.service.log_level, config.service.log_format)
+    # Start-up failures (a port in use, a data directory that is a file) are logged by the service as
+    # one line naming the component and the setting; this is the net for anything it did not name.
     try:
         return asyncio.run(Service(config).run())
-    except OSError as exc:  # a port in use, a data directory we cannot write
+    except OSError as exc:
         print(f"burnline: cannot start: {exc}", file=sys.stderr)
         return 1
 
@@ -100,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     from collector.slo import cli as slo_cli
 
     slo_cli.add_parser(sub)
+
+    from collector.demo import cli as demo_cli
+
+    demo_cli.add_parser(sub)
     return parser
 
 
