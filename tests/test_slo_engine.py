@@ -503,3 +503,21 @@ def test_direct_exposition_equals_the_collector() -> None:
     assert got == expected
     assert ("burnline_slo_late_events_total", (("slo", "checkout-logs"),), 7.0) in got
     assert len(got) == 2 * (2 + 8 + 1 + 1 + 2 + 1)
+
+
+def test_a_match_without_service_name_watches_the_slos_own_service_only() -> None:
+    clock = Clock()
+    own = SLOSpec.model_validate(
+        {"name": "own", "service": "checkout", "objective": 99.0,
+         "sli": {"logs": {"match": {}, "bad": {"severity": ">=error"}}}}
+    )  # fmt: skip
+    every = SLOSpec.model_validate(
+        {"name": "every", "service": "shop", "objective": 99.0,
+         "sli": {"logs": {"match": {"service.name": "=~.+"}, "bad": {"severity": ">=error"}}}}
+    )  # fmt: skip
+    engine = engine_for(own, every, clock=clock)
+    engine.observe(logs(clock, good=3, bad=1))
+    engine.observe(logs(clock, good=5, bad=5, resource={"service.name": "cart"}))
+    status = {s["name"]: s["events"] for s in engine.status()}
+    assert (status["own"]["good"], status["own"]["bad"]) == (3, 1)
+    assert (status["every"]["good"], status["every"]["bad"]) == (8, 6)

@@ -159,7 +159,12 @@ class RecordIndex:
 
     by_service: dict[str, list[RecordSLI]] = field(default_factory=dict)
 
-    def add(self, slot: int, sli: LogSLI | TraceSLI) -> None:
+    def add(self, slot: int, sli: LogSLI | TraceSLI, service: str) -> None:
+        """Indexes an SLO under the service it watches. A ``match`` that does not name
+        ``service.name`` means the SLO's own ``service``: its SLI counts that service's records only
+        (``service.name: "=~.+"`` in ``match`` opts out, watching every service)."""
+        if "service.name" not in sli.match:
+            sli = sli.model_copy(update={"match": {"service.name": service, **sli.match}})
         self.by_service.setdefault(_service_key(sli.match), []).append(compile_record_sli(slot, sli))
 
     def __bool__(self) -> bool:
@@ -330,9 +335,9 @@ class SloIndex:
         """False for a kind counted elsewhere (``prometheus`` SLIs are rules only)."""
         sli = slo.sli
         if sli.logs is not None:
-            self.logs.add(slot, sli.logs)
+            self.logs.add(slot, sli.logs, slo.service)
         elif sli.traces is not None:
-            self.traces.add(slot, sli.traces)
+            self.traces.add(slot, sli.traces, slo.service)
         elif sli.metrics is not None:
             self.metrics.add(slot, sli.metrics)
         else:
