@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from collector import __version__
 from collector.config.types import ClientTLS, ReadableFile
 from collector.discovery import TargetSpec, join_host_port, sanitize_label_name
+from collector.tasks import cancel_and_wait
 
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
 PORT_ANNOTATION = "prometheus.io/port"
@@ -563,16 +564,7 @@ class KubernetesPodDiscovery:
         self.log.info("discovering annotated pods in %s from %s", where, self._client.configuration.host)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:
-                self.log.exception("kubernetes pod discovery failed")
-        self._tasks.clear()
+        await cancel_and_wait(self._tasks, self.log)
         if self._client is not None:
             await self._client.close()
             self._client = None

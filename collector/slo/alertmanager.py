@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 
 from collector.config.model import AlertmanagerConfig
+from collector.tasks import cancel_and_wait
 from collector.telemetry import Telemetry
 
 log = logging.getLogger("burnline.slo.alertmanager")
@@ -98,14 +99,7 @@ class AlertmanagerClient:
             except TimeoutError:
                 left = sum(len(t.pending) for t in self.targets)
                 log.warning("stopping with %d SLO alert(s) not delivered to Alertmanager", left)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        self._tasks.clear()
+        await cancel_and_wait(self._tasks)
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -35,6 +35,7 @@ from collector.slo import policy
 from collector.slo.matching import Counts, SloIndex
 from collector.slo.spec import SLOSpec
 from collector.slo.windows import SloWindows
+from collector.tasks import cancel_and_wait
 
 log = logging.getLogger("burnline.slo")
 
@@ -456,11 +457,4 @@ class SloEngine:
         self._tasks.append(asyncio.create_task(self.run_evaluations(), name="slo-evaluation"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        self._tasks.clear()
+        await cancel_and_wait(self._tasks)
