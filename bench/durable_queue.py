@@ -21,14 +21,14 @@ from typing import Any
 
 import msgpack
 
-from collector.component import Exporter, register
 from collector.config import parse_config
-from collector.durable_queue import DurableQueue
-from collector.model import Batch, LogRecord, Signal
-from collector.queue import MemoryQueue, QueueConfig
-from collector.sender import ExporterConfig
-from collector.service import Service
-from collector.telemetry import Telemetry
+from collector.core.component import Exporter, register
+from collector.core.model import Batch, LogRecord, Signal
+from collector.core.service import Service
+from collector.core.telemetry import Telemetry
+from collector.exporterhelper.durable_queue import DurableQueue
+from collector.exporterhelper.queue import MemoryQueue, QueueConfig
+from collector.exporterhelper.sender import ExporterConfig
 
 RECORDS_PER_BATCH = 100
 RECORD_BYTES = 300

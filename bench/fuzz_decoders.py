@@ -5,7 +5,7 @@
    the durable queue's batch decoder; prints inputs/s, the exceptions
    that were not the protocol's own error (must be 0) and the memory growth between the first and
    the last quarter of the run (tracemalloc; a leak shows as steady growth).
-2. With --hypothesis N: the property tests of tests/test_fuzz_decoders.py with N examples each.
+2. With --hypothesis N: the property tests of tests/receivers/test_fuzz_decoders.py with N examples each.
 
 Run: .venv/bin/python bench/fuzz_decoders.py [--inputs 50000] [--hypothesis 5000]
 """
@@ -31,10 +31,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector.batch_codec import CodecError
-from collector.batch_codec import decode as decode_queued
-from collector.batch_codec import encode as encode_queued
-from collector.model import Batch, LogRecord, Signal
+from collector.core.model import Batch, LogRecord, Signal
+from collector.exporterhelper.batch_codec import CodecError
+from collector.exporterhelper.batch_codec import decode as decode_queued
+from collector.exporterhelper.batch_codec import encode as encode_queued
+from collector.httpserver.receiving import Rejected as HTTPRejected
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
 from collector.normalize.otlp import (
     InvalidRequest,
@@ -45,10 +46,9 @@ from collector.normalize.otlp import (
     parse_proto_request,
     spans_from_proto,
 )
-from collector.receivers.fluentbit_http import Rejected, decode_body
-from collector.receivers.forward import FrameStream, ProtocolError, decode_frame
-from collector.receivers.http_common import Rejected as HTTPRejected
-from collector.receivers.remote_write import Converter, FamilyTypes, decompress, parse_write_request
+from collector.receivers.fluentbit_http.receiver import Rejected, decode_body
+from collector.receivers.forward.receiver import FrameStream, ProtocolError, decode_frame
+from collector.receivers.remote_write.receiver import Converter, FamilyTypes, decompress, parse_write_request
 
 LIMIT = 1 << 20
 OTLP: list[tuple[Any, Callable[..., Any]]] = [
@@ -184,7 +184,7 @@ def main() -> None:
     run_random(args.inputs, args.seed)
     if args.hypothesis:
         env = {**os.environ, "BURNLINE_FUZZ_EXAMPLES": str(args.hypothesis)}
-        test = Path(__file__).resolve().parent.parent / "tests" / "test_fuzz_decoders.py"
+        test = Path(__file__).resolve().parent.parent / "tests" / "receivers" / "test_fuzz_decoders.py"
         sys.exit(
             subprocess.call(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test)], env=env

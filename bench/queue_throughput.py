@@ -12,12 +12,12 @@ import logging
 import tempfile
 import time
 
-from collector.component import ComponentContext, Exporter
-from collector.deadletter import DeadLetter
-from collector.model import Batch, LogRecord, Signal
-from collector.queue import MemoryQueue
-from collector.sender import ExporterConfig, QueueSender
-from collector.telemetry import Telemetry
+from collector.core.component import ComponentContext, Exporter
+from collector.core.model import Batch, LogRecord, Signal
+from collector.core.telemetry import Telemetry
+from collector.exporterhelper.deadletter import DeadLetter
+from collector.exporterhelper.queue import MemoryQueue
+from collector.exporterhelper.sender import ExporterConfig, QueueSender
 
 RECORD_BYTES = 300  # a typical container log line with its Fluent Bit metadata, on the wire
 

@@ -34,8 +34,8 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collector.config import parse_config
-from collector.model import Batch, LogRecord, Signal, Span, SpanKind, StatusCode
-from collector.service import Service
+from collector.core.model import Batch, LogRecord, Signal, Span, SpanKind, StatusCode
+from collector.core.service import Service
 from collector.slo.engine import SloEngine
 from collector.slo.spec import SLOSpec
 

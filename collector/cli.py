@@ -8,11 +8,11 @@ import sys
 
 from collector import __version__
 from collector.config import ConfigError, load_config, unused_components
-from collector.logsetup import configure_logging
+from collector.core.logsetup import configure_logging
 
 
 def _run(args: argparse.Namespace) -> int:
-    from collector.service import Service
+    from collector.core.service import Service
 
     try:
         config = load_config(args.config)
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("-c", "--config", help="config file (YAML); default: the built-in config")
     config.set_defaults(func=_config)
 
-    from exporters import local_query
+    from collector.query import local_store as local_query
 
     local_query.add_parser(sub)
 

@@ -1,5 +1,5 @@
 """burnline exporters: the components that deliver batches to backends.
 
-The modules register themselves when imported; collector.component.load_builtin_components imports
+The modules register themselves when imported; collector.components.load_builtin_components imports
 them all, so that a command that needs none of them (``burnline logs``) starts fast.
 """

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from collector.component import ComponentConfig, Exporter, Receiver, register
 from collector.config import parse_config
-from collector.model import Batch, Signal
-from collector.sender import ExporterConfig
-from collector.service import Service
+from collector.core.component import ComponentConfig, Exporter, Receiver, register
+from collector.core.model import Batch, Signal
+from collector.core.service import Service
+from collector.exporterhelper.sender import ExporterConfig
 
 
 def free_port() -> int:

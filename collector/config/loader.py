@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from collector.component import registered, type_of
 from collector.config.model import Config
-from collector.model import Signal
+from collector.core.component import registered, type_of
+from collector.core.model import Signal
 
 
 class ConfigError(Exception):

@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from collector.config.types import split_endpoint
+from collector.core.logsetup import configure_logging
 from collector.demo.runner import DemoOptions, run_demo
 from collector.demo.standalone import TrafficOptions, run_traffic
-from collector.logsetup import configure_logging
 
 DESCRIPTION = (
     "Runs burnline on its built-in default receivers (loopback only; default ports when free) with "

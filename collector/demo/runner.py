@@ -26,13 +26,13 @@ from rich.console import Console
 from rich.live import Live
 
 from collector.config import ConfigError
+from collector.core.service import Service
+from collector.core.startup_errors import StartupError
 from collector.demo.clients import ForwardClient, OtlpHttpClient
 from collector.demo.config import demo_config
 from collector.demo.scenario import Scenario
 from collector.demo.traffic import TrafficGenerator
 from collector.demo.view import AlertTimes, Snapshot, progress_line, render, summary_line
-from collector.service import Service
-from collector.startup_errors import StartupError
 
 log = logging.getLogger("burnline.demo")
 

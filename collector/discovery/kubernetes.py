@@ -40,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collector import __version__
 from collector.config.types import ClientTLS, ReadableFile
+from collector.core.tasks import cancel_and_wait
 from collector.discovery import TargetSpec, join_host_port, sanitize_label_name
-from collector.tasks import cancel_and_wait
 
 SCRAPE_ANNOTATION = "prometheus.io/scrape"
 PORT_ANNOTATION = "prometheus.io/port"

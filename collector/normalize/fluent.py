@@ -94,8 +94,8 @@ from typing import Any, Final, TypeGuard
 import orjson
 from pydantic import Field
 
-from collector.component import ComponentConfig
-from collector.model import LogRecord
+from collector.core.component import ComponentConfig
+from collector.core.model import LogRecord
 from collector.normalize.record_time import parse_time_ns
 from collector.normalize.severity import (
     severity_from_field,

@@ -39,7 +39,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Exemplar as ExemplarProto
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-from collector.model import (
+from collector.core.model import (
     Exemplar,
     LogRecord,
     MetricKind,

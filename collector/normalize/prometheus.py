@@ -38,7 +38,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as text_families
 from prometheus_client.samples import NativeHistogram, Sample, Timestamp
 
-from collector.model import MetricKind, MetricPoint, Scope, Temporality
+from collector.core.model import MetricKind, MetricPoint, Scope, Temporality
 
 OPENMETRICS_MEDIA_TYPE = "application/openmetrics-text"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from collector.model import Severity, severity_name
+from collector.core.model import Severity, severity_name
 
 UNKNOWN: Final[tuple[int, str]] = (0, "")
 

@@ -10,8 +10,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
-from collector.component import ComponentConfig, Processor, register
-from collector.model import Batch
+from collector.core.component import ComponentConfig, Processor, register
+from collector.core.model import Batch
 
 
 class AttributeAction(ComponentConfig):

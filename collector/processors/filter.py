@@ -11,8 +11,8 @@ from typing import ClassVar
 
 from pydantic import Field, field_serializer, field_validator
 
-from collector.component import ComponentConfig, Processor, register
-from collector.model import Batch, Severity, severity_name
+from collector.core.component import ComponentConfig, Processor, register
+from collector.core.model import Batch, Severity, severity_name
 from collector.normalize.severity import severity_from_text
 
 

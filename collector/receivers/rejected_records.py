@@ -15,9 +15,9 @@ import reprlib
 from pathlib import Path
 from typing import Any
 
-from collector.component import ComponentContext
-from collector.deadletter import DeadLetter
-from collector.model import Signal
+from collector.core.component import ComponentContext
+from collector.core.model import Signal
+from collector.exporterhelper.deadletter import DeadLetter
 from collector.normalize.values import clean_value
 
 _brief = reprlib.Repr()

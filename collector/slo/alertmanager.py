@@ -27,8 +27,8 @@ import aiohttp
 import orjson
 
 from collector.config.model import AlertmanagerConfig
-from collector.tasks import cancel_and_wait
-from collector.telemetry import Telemetry
+from collector.core.tasks import cancel_and_wait
+from collector.core.telemetry import Telemetry
 
 log = logging.getLogger("burnline.slo.alertmanager")
 

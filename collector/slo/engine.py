@@ -29,13 +29,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from collector.config.model import AlertingConfig
+from collector.core.model import Batch, Signal
+from collector.core.tasks import cancel_and_wait
 from collector.metrics.delta import DeltaTracker
-from collector.model import Batch, Signal
 from collector.slo import policy
 from collector.slo.matching import Counts, SloIndex
 from collector.slo.spec import SLOSpec
 from collector.slo.windows import SloWindows
-from collector.tasks import cancel_and_wait
 
 log = logging.getLogger("burnline.slo")
 

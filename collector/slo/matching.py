@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.config.types import parse_duration
+from collector.core.model import LogRecord, MetricKind, MetricPoint, Span, SpanKind, StatusCode
 from collector.metrics.delta import Delta
-from collector.model import LogRecord, MetricKind, MetricPoint, Span, SpanKind, StatusCode
 from collector.slo.conditions import Comparison, parse_comparison, parse_severity
 from collector.slo.selector import Selector, parse_selector
 from collector.slo.spec import LogSLI, MetricSLI, SLOSpec, TraceSLI

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from collector.query.local_store import format_duration, iso_time
 from collector.slo.policy import window_seconds
 from collector.status import history
 from collector.status.api import NO_LOCAL_EXPORTER, by_budget
@@ -46,7 +47,6 @@ from collector.status.store import (
     parse_trace_id,
     trace_query,
 )
-from exporters.local_query import format_duration, iso_time
 
 LEVEL_CHOICES = ("", "debug", "info", "warn", "error", "fatal")
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from collector.telemetry import Telemetry
+from collector.core.telemetry import Telemetry
 
 RATE_WINDOW = 60.0  # seconds of readings a rate spans (at most)
 SAMPLE_INTERVAL = 5.0

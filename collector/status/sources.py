@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from collector.slo.engine import SloEngine, SloState
 from collector.status.pipeline import PipelineSampler, ServiceView
 from collector.status.store import LocalStore
-from exporters.local import LocalExporter
+from exporters.local.exporter import LocalExporter
 
 
 class SloStatus(Protocol):

@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 import orjson
 
 from collector.config.types import parse_duration
-from collector.query.timespec import FORMS, parse_time
-from exporters.local_query import (
+from collector.query.local_store import (
     TRACES_SCHEMA_MIN,
     LogQuery,
     QueryError,
@@ -35,7 +34,8 @@ from exporters.local_query import (
     trace_log_rows,
     trace_spans,
 )
-from exporters.local_query import parse_level as _parse_level
+from collector.query.local_store import parse_level as _parse_level
+from collector.query.timespec import FORMS, parse_time
 
 MAX_LOGS = 1000
 MAX_TRACES = 500

@@ -1,0 +1,670 @@
+"""The service: builds components from a config, starts them in dependency order, stops in reverse,
+and applies a new config while running (SIGHUP).
+
+Start: exporters (and their queues and senders), processors, pipelines, receivers, then the admin
+server. Stop (SIGTERM, SIGINT): receivers first so nothing new is accepted, then each exporter's
+sender drains its queue within the grace period, then exporters stop; a second SIGINT or SIGTERM
+cuts the drain short (a disk queue keeps the rest for the next start).
+
+Reload (SIGHUP): the file is read and validated first (SLO files included); on any problem the old
+config keeps running. Then only what changed is stopped and started (collector/reload.py), pipelines
+are rebuilt, and the SLO engine takes the new SLO set, keeping the counts of SLOs whose SLI and
+period did not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal as signals
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, cast
+
+from collector.config import ConfigError, load_config
+from collector.config.model import Config
+from collector.core.admin import AdminServer
+from collector.core.component import (
+    Component,
+    ComponentContext,
+    Consumer,
+    Exporter,
+    Processor,
+    Receiver,
+    registered,
+    type_of,
+)
+from collector.core.memory_limiter import MemoryLimiter
+from collector.core.model import Signal
+from collector.core.pipeline import Pipeline, ReceiverConsumer
+from collector.core.reload import (
+    ExporterInlet,
+    ReloadPlan,
+    check_fixed_settings,
+    receiver_signals,
+    used_components,
+)
+from collector.core.startup_errors import (
+    BUILT_IN_SOURCE,
+    StartupError,
+    check_data_dir,
+    explain,
+    variables_by_key,
+)
+from collector.core.telemetry import Telemetry
+from collector.exporterhelper.deadletter import DeadLetter
+from collector.exporterhelper.durable_queue import DurableQueue
+from collector.exporterhelper.queue import MemoryQueue
+from collector.exporterhelper.sender import ExporterConfig, QueueSender
+from collector.slo.alertmanager import AlertmanagerClient
+from collector.slo.engine import SloEngine
+from collector.slo.metrics import SloMetrics
+from collector.slo.persistence import Persister, fingerprint, restore
+from collector.slo.spec import SLOSpec, load_slos
+
+log = logging.getLogger("burnline.service")
+
+# A reload drains a changed exporter's disk queue only this long: what is left stays on disk and the
+# new exporter delivers it, while receivers wait for the swap.
+RELOAD_DISK_DRAIN = 2.0
+
+_START_ERRORS = (OSError, sqlite3.Error)
+
+
+class Service:
+    def __init__(self, config: Config, telemetry: Telemetry | None = None) -> None:
+        self.config = config
+        self.telemetry = telemetry or Telemetry()
+        self.data_dir = Path(config.service.data_dir)
+        self.exporters: dict[str, Exporter] = {}
+        self.senders: dict[str, QueueSender] = {}
+        self.inlets: dict[str, ExporterInlet] = {}
+        self.processors: dict[str, Processor] = {}
+        self.receivers: dict[str, Receiver] = {}
+        self.consumers: dict[str, dict[Signal, ReceiverConsumer]] = {}
+        self.pipelines: dict[str, Pipeline] = {}
+        # What each running component was started with: a reload compares the new config to this.
+        self.running: dict[str, dict[str, Any]] = {"receivers": {}, "processors": {}, "exporters": {}}
+        self.memory_limiter = MemoryLimiter(config.service.memory_limiter, self.telemetry)
+        self.admin = AdminServer(config.service.admin.endpoint, self.telemetry, self.not_ready, service=self)
+        self.slo_engine: SloEngine | None = None
+        self._slo_persister: Persister | None = None
+        self._slo_exposition: Any = None
+        self._alertmanagers: AlertmanagerClient | None = None
+        self._started: list[Component] = []
+        self._exporters_started = False
+        self._stopped = asyncio.Event()
+        self._stop_lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
+        self._stopping = False
+        self._hurry = asyncio.Event()
+        self._variables: dict[str, str] | None = None
+
+    # -- naming settings in errors
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """Key path -> the variable it comes from in the config's file (for start-up errors)."""
+        if self._variables is None:
+            self._variables = variables_by_key(self.config)
+        return self._variables
+
+    def _explain(self, section: str, cid: str, settings: Any, exc: BaseException) -> StartupError:
+        files: dict[str, Path] = {}
+        path = getattr(settings, "path", None)
+        if isinstance(path, str | Path):
+            files[f"{section}.{cid}.path"] = Path(path)
+        files["service.data_dir"] = self.data_dir / "x"
+        return explain(f"{section}.{cid}", settings, exc, self.variables, files=files)
+
+    def _ctx(self, component_id: str, kind: str) -> ComponentContext:
+        return ComponentContext(
+            id=component_id,
+            telemetry=self.telemetry,
+            data_dir=str(self.data_dir),
+            logger=logging.getLogger(f"burnline.{kind}.{component_id}"),
+        )
+
+    def _used(self, section: str) -> list[str]:
+        """Component ids that some pipeline uses, in config order (unused ones are not started)."""
+        used = used_components(self.config, section)
+        for cid in getattr(self.config, section):
+            if cid not in used:
+                log.warning("%s %r is defined but no pipeline uses it; not started", section[:-1], cid)
+        return list(used)
+
+    # -- start
+
+    async def start(self) -> None:
+        check_data_dir(self.data_dir, self.variables)
+        try:
+            self.memory_limiter.start()
+            await self._start_exporters()
+            await self._start_slo_engine(load_slos(self.config))
+            await self._start_processors()
+            self._build_pipelines()
+            await self._start_receivers()
+            try:
+                await self.admin.start()
+            except _START_ERRORS as exc:
+                raise explain("service.admin", self.config.service.admin, exc, self.variables) from exc
+            if self.slo_engine is not None:
+                self._start_slo_evaluation()
+        except BaseException:
+            await self._stop_started(grace=0.0)
+            await self._stop_slo_engine()
+            await self.memory_limiter.stop()
+            raise
+        log.info(
+            "burnline started: %d receiver(s), %d exporter(s), %d pipeline(s); admin on %s:%d",
+            len(self.receivers),
+            len(self.exporters),
+            len(self.pipelines),
+            self.admin.host,
+            self.admin.port,
+        )
+
+    async def _start_exporters(self) -> None:
+        for cid in self._used("exporters"):
+            await self._start_exporter(cid, self.config.exporters[cid])
+            self.inlets[cid] = ExporterInlet(self.senders[cid].queue)
+        self._exporters_started = True
+
+    async def _start_exporter(self, cid: str, cfg: Any) -> None:
+        """One exporter with its queue and sender; StartupError naming it when it cannot start."""
+        cls = registered("exporter")[type_of(cid)]
+        exporter = cls(cfg, self._ctx(cid, "exporter"))
+        assert isinstance(exporter, Exporter)
+        exporter.dead_letter = DeadLetter(cid, self.data_dir / "deadletter", self.telemetry)
+        try:
+            await exporter.start()
+        except _START_ERRORS as exc:
+            raise self._explain("exporters", cid, cfg, exc) from exc
+        self._started.append(exporter)
+        self.telemetry.up.labels(cid, "exporter").set(1)
+        self.exporters[cid] = exporter
+        sending: ExporterConfig = cfg if isinstance(cfg, ExporterConfig) else ExporterConfig()
+        queue: MemoryQueue
+        if sending.queue.storage == "disk":
+            durable = DurableQueue(cid, sending.queue, self.telemetry, self.data_dir / "queue")
+            try:
+                await durable.open()
+            except _START_ERRORS as exc:
+                files = {"service.data_dir": durable.path}
+                raise explain(f"exporters.{cid}", {}, exc, self.variables, files=files) from exc
+            queue = durable
+        else:
+            queue = MemoryQueue(cid, sending.queue, self.telemetry)
+        sender = QueueSender(exporter, sending, queue, self.telemetry)
+        sender.start()
+        self.senders[cid] = sender
+        self.running["exporters"][cid] = cfg
+
+    async def _start_slo_engine(self, slos: list[SLOSpec]) -> None:
+        """The SLO engine, when the config has SLOs: counts restored, Alertmanager client started.
+        Its evaluations begin once the admin server (its generatorURL) is up."""
+        if not slos:
+            return
+        alerting = self.config.alerting
+        await self._start_alertmanagers(len(slos))
+        engine = SloEngine(slos, alerting, sink=self._alertmanagers, generator_url=alerting.external_url)
+        self._slo_persister = Persister(engine, self.data_dir / "slo", alerting.persist_interval)
+        try:
+            await self._slo_persister.start()
+        except _START_ERRORS as exc:
+            files = {"service.data_dir": self.data_dir / "slo" / "counts.sqlite"}
+            raise explain("slos", {}, exc, self.variables, files=files) from exc
+        self._show_slo_engine(engine)
+        log.info("SLO engine: %d SLO(s), evaluated every %gs", len(slos), alerting.evaluation_interval)
+
+    async def _start_alertmanagers(self, slo_count: int) -> None:
+        alerting = self.config.alerting
+        if alerting.alertmanagers:
+            self._alertmanagers = AlertmanagerClient(alerting.alertmanagers, self.telemetry)
+            await self._alertmanagers.start()
+        else:
+            log.warning(
+                "%d SLO(s) but no alerting.alertmanagers: alerts show only on /metrics and the API", slo_count
+            )
+
+    def _show_slo_engine(self, engine: SloEngine) -> None:
+        """Makes ``engine`` the one /metrics and the status API show."""
+        if self._slo_exposition in self.telemetry.extra_expositions:
+            self.telemetry.extra_expositions.remove(self._slo_exposition)
+        self._slo_exposition = SloMetrics(engine).exposition_async
+        self.telemetry.extra_expositions.append(self._slo_exposition)
+        self.admin.slos = engine
+        self.slo_engine = engine
+
+    def _start_slo_evaluation(self) -> None:
+        engine = self.slo_engine
+        assert engine is not None
+        if not engine.generator_url:
+            engine.generator_url = self.admin.url
+        engine.start()
+
+    async def _stop_slo_engine(self) -> None:
+        """Evaluation stops, counts are saved, pending alerts get a moment to go out."""
+        if self.slo_engine is not None:
+            await self.slo_engine.stop()
+        if self._slo_persister is not None:
+            await self._slo_persister.stop()
+            self._slo_persister = None
+        if self._alertmanagers is not None:
+            await self._alertmanagers.stop()
+            self._alertmanagers = None
+
+    async def _start_processors(self) -> None:
+        for cid in self._used("processors"):
+            self.processors[cid] = await self._start_processor(cid, self.config.processors[cid])
+
+    async def _start_processor(self, cid: str, cfg: Any) -> Processor:
+        cls = registered("processor")[type_of(cid)]
+        processor = cls(cfg, self._ctx(cid, "processor"))
+        assert isinstance(processor, Processor)
+        try:
+            await processor.start()
+        except _START_ERRORS as exc:
+            raise self._explain("processors", cid, cfg, exc) from exc
+        self._started.append(processor)
+        self.running["processors"][cid] = cfg
+        return processor
+
+    def _build_pipelines(self) -> None:
+        pipelines = {}
+        for pid, pcfg in self.config.service.pipelines.items():
+            signal = Signal(type_of(pid))
+            engine = self.slo_engine
+            observe = engine is not None and signal in engine.signals()
+            # Pipelines only put into their queues: an inlet stands in for the queue so that an
+            # exporter can be swapped by a reload under a running pipeline.
+            inlets = cast(list[MemoryQueue], [self.inlets[e] for e in pcfg.exporters])
+            pipelines[pid] = Pipeline(
+                pid,
+                signal,
+                [self.processors[p] for p in pcfg.processors],
+                inlets,
+                observers=[engine.observe] if engine is not None and observe else [],
+            )
+        self.pipelines = pipelines
+
+    def _pipelines_of(self, receiver_id: str) -> dict[Signal, list[Pipeline]]:
+        by_signal: dict[Signal, list[Pipeline]] = {}
+        for pid, pcfg in self.config.service.pipelines.items():
+            if receiver_id in pcfg.receivers:
+                by_signal.setdefault(Signal(type_of(pid)), []).append(self.pipelines[pid])
+        return by_signal
+
+    async def _start_receivers(self) -> None:
+        for cid in self._used("receivers"):
+            await self._start_receiver(cid, self.config.receivers[cid])
+
+    async def _start_receiver(self, cid: str, cfg: Any) -> None:
+        consumers: dict[Signal, ReceiverConsumer] = {}
+        for sig, pipelines in self._pipelines_of(cid).items():
+            consumers[sig] = ReceiverConsumer(cid, sig, pipelines, self.telemetry, self.memory_limiter)
+        cls = registered("receiver")[type_of(cid)]
+        receiver = cls(cfg, self._ctx(cid, "receiver"), cast(dict[Signal, Consumer], consumers))  # type: ignore[call-arg]
+        assert isinstance(receiver, Receiver)
+        try:
+            await receiver.start()
+        except _START_ERRORS as exc:
+            await self._stop_one(receiver)  # a half-started receiver lets go of what it bound
+            raise self._explain("receivers", cid, cfg, exc) from exc
+        self._started.append(receiver)
+        self.telemetry.up.labels(cid, "receiver").set(1)
+        self.receivers[cid] = receiver
+        self.consumers[cid] = consumers
+        self.running["receivers"][cid] = cfg
+
+    # -- readiness
+
+    def not_ready(self) -> list[str]:
+        if not self._exporters_started:
+            return ["exporters"]
+        waiting = [cid for cid, r in self.receivers.items() if not r.ready()]
+        missing = [cid for cid in used_components(self.config, "receivers") if cid not in self.receivers]
+        waiting += [f"receivers.{cid} not running" for cid in missing]
+        return waiting
+
+    # -- reload
+
+    async def reload(self, config: Config | None = None) -> bool:
+        """Applies ``config`` (None: the config's file read again, or the built-in default).
+
+        Returns whether it applied in full. On a problem the previous config keeps running and one
+        error line says why; ``burnline_config_last_reload_successful`` follows the outcome.
+        """
+        async with self._reload_lock:
+            if self._stopping:
+                return False
+            source = self.config.source
+            try:
+                if config is None:
+                    config = load_config(None if source == BUILT_IN_SOURCE else source)
+                slos = load_slos(config)
+                check_fixed_settings(self.config, config)
+            except ConfigError as exc:
+                problems = "; ".join(exc.problems)
+                log.error("reload failed, still running the previous config: %s: %s", exc.source, problems)
+                self.telemetry.config_reload_successful.set(0)
+                return False
+            try:
+                failures = await self._apply(config, slos)
+            except StartupError as exc:
+                failures = [str(exc)]
+            if failures:
+                log.error(
+                    "reload of %s failed, still running the previous settings of: %s",
+                    config.source,
+                    "; ".join(failures),
+                )
+                self.telemetry.config_reload_successful.set(0)
+                return False
+            self.telemetry.config_reload_successful.set(1)
+            self.telemetry.config_reload_success_timestamp.set_to_current_time()
+            return True
+
+    async def _apply(self, new: Config, slos: list[SLOSpec]) -> list[str]:
+        """Carries a reload out; returns the problems of components that kept their old settings.
+
+        A StartupError before anything running was touched (an added exporter or processor that
+        cannot start) leaves the old config running as it was."""
+        running_signals = {cid: receiver_signals(self.config, cid) for cid in self.receivers}
+        plan = ReloadPlan.between(self.running, running_signals, new)
+        old_config, failures = self.config, []
+
+        # 1. What is new and may fail, before anything running changes.
+        started: list[str] = []
+        new_processors: dict[str, Processor] = {}
+        running_processors = dict(self.running["processors"])
+        try:
+            for cid in plan["exporters"].added:
+                await self._start_exporter(cid, new.exporters[cid])
+                self.inlets[cid] = ExporterInlet(self.senders[cid].queue)
+                started.append(cid)
+            for cid in plan["processors"].added + plan["processors"].changed:
+                new_processors[cid] = await self._start_processor(cid, new.processors[cid])
+        except StartupError:
+            for cid in started:
+                await self._remove_exporter(cid, grace=0.0)
+            for processor in new_processors.values():
+                await self._stop_one(processor)
+                self._started.remove(processor)
+            self.running["processors"] = running_processors
+            raise
+        self.config = new
+        self._variables = None
+        if new.service.log_level != old_config.service.log_level:
+            logging.getLogger().setLevel(new.service.log_level.upper())
+        if new.service.log_format != old_config.service.log_format:
+            log.warning("service.log_format: the new format applies at the next start")
+        if new.service.memory_limiter != old_config.service.memory_limiter:
+            await self.memory_limiter.stop()
+            self.memory_limiter = MemoryLimiter(new.service.memory_limiter, self.telemetry)
+            self.memory_limiter.start()
+            for consumers in self.consumers.values():
+                for consumer in consumers.values():
+                    consumer.limiter = self.memory_limiter
+
+        # 2. Receivers that change or go take nothing more.
+        for cid in plan["receivers"].removed + plan["receivers"].changed:
+            await self._remove_receiver(cid)
+
+        # 3. Changed exporters: receivers wait at the inlet while the old one drains and the new starts.
+        for cid in plan["exporters"].changed:
+            problem = await self._swap_exporter(cid, old_config.exporters[cid], new.exporters[cid])
+            if problem:
+                failures.append(problem)
+
+        # 4. The SLO engine takes the new SLO set (before pipelines: they observe through it).
+        try:
+            await self._refresh_slo_engine(old_config, slos)
+        except StartupError as exc:  # its counts database: the rest of the reload still applies
+            failures.append(str(exc))
+
+        # 5. New pipelines; kept receivers feed them from now on.
+        old_processors = {cid: self.processors[cid] for cid in new_processors if cid in self.processors}
+        old_processors.update({cid: self.processors[cid] for cid in plan["processors"].removed})
+        for cid in plan["processors"].removed:
+            del self.processors[cid]
+            del self.running["processors"][cid]
+        self.processors.update(new_processors)
+        self._build_pipelines()
+        for cid, consumers in self.consumers.items():
+            by_signal = self._pipelines_of(cid)
+            for sig, consumer in consumers.items():
+                consumer.pipelines = by_signal[sig]
+
+        # 6. Receivers that are new or changed start on the new pipelines.
+        for cid in plan["receivers"].added + plan["receivers"].changed:
+            try:
+                await self._start_receiver(cid, new.receivers[cid])
+            except StartupError as exc:
+                failures.append(str(exc))
+                if cid in old_config.receivers and cid in plan["receivers"].changed:
+                    await self._restart_receiver_as_before(cid, old_config.receivers[cid])
+
+        # 7. Removed exporters drain as at stop; replaced processors stop.
+        for cid in plan["exporters"].removed:
+            await self._remove_exporter(cid, grace=new.service.shutdown_grace_period)
+        for processor in old_processors.values():
+            await self._stop_one(processor)
+            self._started.remove(processor)
+
+        changes = plan.changes()
+        log.info(
+            "reloaded %s: %s",
+            new.source,
+            ", ".join(changes) if changes else "no component changed",
+        )
+        return failures
+
+    async def _restart_receiver_as_before(self, cid: str, cfg: Any) -> None:
+        try:
+            await self._start_receiver(cid, cfg)
+        except StartupError as exc:
+            log.error("%s (its previous settings do not start either)", exc)
+            return
+        log.warning("receivers.%s runs on with its previous settings", cid)
+
+    async def _remove_receiver(self, cid: str) -> None:
+        receiver = self.receivers.pop(cid)
+        for consumer in self.consumers.pop(cid).values():
+            consumer.closed = True
+        await self._stop_one(receiver)
+        self._started.remove(receiver)
+        del self.running["receivers"][cid]
+
+    async def _remove_exporter(self, cid: str, grace: float) -> int:
+        """Stops feeding an exporter, drains its queue within ``grace`` s, stops it; returns the
+        records lost (a memory queue's left at the deadline; a disk queue keeps them)."""
+        inlet = self.inlets.pop(cid)
+        await inlet.hold()
+        sender = self.senders.pop(cid)
+        lost = await sender.drain(grace)
+        exporter = self.exporters.pop(cid)
+        await self._stop_one(exporter)
+        self._started.remove(exporter)
+        del self.running["exporters"][cid]
+        return lost
+
+    async def _swap_exporter(self, cid: str, old_cfg: Any, new_cfg: Any) -> str | None:
+        """Replaces a running exporter by one with new settings, under running pipelines. Returns the
+        problem when the new settings do not start (the old ones run on then)."""
+        inlet = self.inlets[cid]
+        await inlet.hold()
+        sender = self.senders.pop(cid)
+        grace = self.config.service.shutdown_grace_period
+        lost = await sender.drain(min(grace, RELOAD_DISK_DRAIN) if sender.queue.durable else grace)
+        if lost:
+            log.error("exporters.%s: %d record(s) of its memory queue were lost in the swap", cid, lost)
+        exporter = self.exporters.pop(cid)
+        await self._stop_one(exporter)
+        self._started.remove(exporter)
+        del self.running["exporters"][cid]
+        problem = None
+        try:
+            await self._start_exporter(cid, new_cfg)
+        except StartupError as exc:
+            problem = str(exc)
+            try:
+                await self._start_exporter(cid, old_cfg)
+            except StartupError as again:
+                # The inlet stays held: its pipelines' puts are refused (retryable) until a reload
+                # starts the exporter again (it counts as added then).
+                log.error("%s (its previous settings do not start either)", again)
+                return problem
+        inlet.release(self.senders[cid].queue)
+        return problem
+
+    async def _refresh_slo_engine(self, old_config: Config, slos: list[SLOSpec]) -> None:
+        """The new SLO set: SLOs whose SLI and period are unchanged keep their counts and alert states;
+        added ones get their saved counts back; removed ones' counts stay saved."""
+        old = self.slo_engine
+        if old is None:
+            await self._start_slo_engine(slos)
+            if self.slo_engine is not None:
+                self._start_slo_evaluation()
+            return
+        if not slos:
+            await self._stop_slo_engine()
+            if self._slo_exposition in self.telemetry.extra_expositions:
+                self.telemetry.extra_expositions.remove(self._slo_exposition)
+            self.slo_engine = None
+            self.admin.slos = None
+            return
+        alerting = self.config.alerting
+        if alerting.alertmanagers != old_config.alerting.alertmanagers:
+            if self._alertmanagers is not None:
+                await self._alertmanagers.stop()
+                self._alertmanagers = None
+            await self._start_alertmanagers(len(slos))
+        engine = SloEngine(
+            slos, alerting, sink=self._alertmanagers, generator_url=alerting.external_url or self.admin.url
+        )
+        persister = self._slo_persister
+        if persister is not None:
+            await persister.flush()
+            if persister.store is not None:
+                await asyncio.to_thread(restore, engine, persister.store, engine.clock())
+        kept = 0
+        for name, state in engine.slos.items():
+            before = old.slos.get(name)
+            if before is None or fingerprint(before) != fingerprint(state):
+                continue
+            state.windows, state.late, state.dirty = before.windows, before.late, before.dirty
+            state.alerts = before.alerts
+            kept += 1
+        engine.deltas = old.deltas
+        await old.stop()
+        if persister is not None:
+            persister.engine = engine
+        self._show_slo_engine(engine)
+        engine.start()
+        log.info("SLO engine: %d SLO(s), the counts of %d unchanged one(s) kept", len(slos), kept)
+
+    # -- stop
+
+    async def stop(self, grace: float | None = None) -> int:
+        """Stops accepting, drains the exporter queues (within ``grace`` s), stops everything.
+
+        Returns the number of records left undelivered (0 after a complete drain).
+        """
+        self._stopping = True
+        async with self._stop_lock:
+            if self._stopped.is_set():
+                return 0
+            lost = await self._stop_started(
+                self.config.service.shutdown_grace_period if grace is None else grace
+            )
+            await self._stop_slo_engine()
+            await self.admin.stop()
+            await self.memory_limiter.stop()
+            self._stopped.set()
+            return lost
+
+    def hurry(self) -> None:
+        """Cuts a running drain short: exports in flight are abandoned (a disk queue keeps them and
+        the rest; a memory queue's are lost and counted)."""
+        self._hurry.set()
+
+    async def _stop_started(self, grace: float) -> int:
+        for consumers in self.consumers.values():
+            for consumer in consumers.values():
+                consumer.closed = True
+        for component in reversed(self._started):
+            if isinstance(component, Receiver):
+                await self._stop_one(component)
+        deadline = time.monotonic() + grace
+        drains: asyncio.Future[list[int]] = asyncio.gather(
+            *(s.drain(deadline - time.monotonic()) for s in self.senders.values())
+        )
+        hurried: asyncio.Future[bool] = asyncio.ensure_future(self._hurry.wait())
+        either: list[asyncio.Future[Any]] = [drains, hurried]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not drains.done():
+            log.warning("second stop signal: no longer waiting for the exporters to drain")
+            for sender in self.senders.values():
+                # The workers' cancellation ends each drain at once, with its accounting done.
+                for worker in sender._workers:  # the sender has no public "give up"
+                    worker.cancel()
+        lost = sum(await drains)
+        hurried.cancel()
+        for component in reversed(self._started):
+            if not isinstance(component, Receiver):
+                await self._stop_one(component)
+        self._started.clear()
+        return lost
+
+    async def _stop_one(self, component: Component) -> None:
+        try:
+            await component.stop()
+        except Exception:
+            log.exception("%s %s failed to stop cleanly", component.kind, component.id)
+        self.telemetry.up.labels(component.id, component.kind).set(0)
+
+    # -- the process
+
+    async def run(self) -> int:
+        """Starts, then runs until SIGTERM or SIGINT, reloading on SIGHUP; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        # From the start on: SIGHUP's default would end the process, SIGINT's raise a traceback.
+        # A signal during the start is acted on once it is complete.
+        reload_requested, stop_requested = asyncio.Event(), asyncio.Event()
+        loop.add_signal_handler(signals.SIGHUP, reload_requested.set)
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            loop.add_signal_handler(sig, stop_requested.set)
+        try:
+            await self.start()
+        except (ConfigError, StartupError) as exc:  # one line naming what to fix, no traceback
+            log.error("cannot start: %s", exc)
+            return 1
+        stop_wait = asyncio.create_task(stop_requested.wait())
+        while not stop_requested.is_set():
+            reload_wait = asyncio.create_task(reload_requested.wait())
+            await asyncio.wait([stop_wait, reload_wait], return_when=asyncio.FIRST_COMPLETED)
+            reload_wait.cancel()
+            if reload_requested.is_set() and not stop_requested.is_set():
+                reload_requested.clear()
+                log.info("SIGHUP: reloading %s", self.config.source)
+                await self.reload()
+        # A second SIGTERM or SIGINT during the drain cuts it short.
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            loop.add_signal_handler(sig, self.hurry)
+        loop.add_signal_handler(signals.SIGHUP, lambda: log.warning("SIGHUP ignored: stopping"))
+        log.info(
+            "stop requested: no longer accepting; draining exporters for up to %.0fs "
+            "(send the signal again to stop at once)",
+            self.config.service.shutdown_grace_period,
+        )
+        lost = await self.stop()
+        kept = sum(s.queue.records for s in self.senders.values() if s.queue.durable)
+        if lost:
+            log.error("stopped; %d accepted record(s) were lost (memory queues)", lost)
+        elif kept:
+            log.warning("stopped; %d accepted record(s) stay queued on disk for the next start", kept)
+        else:
+            log.info("stopped; every accepted record was delivered")
+        return 0

@@ -1,0 +1,121 @@
+"""Batches to bytes and back, for the durable queue (msgpack, every model field kept).
+
+Items are encoded as arrays of their dataclass fields in declaration order, tagged with the class.
+Resource dicts and scopes shared by many records are written once per batch and shared again after
+decoding, as the receivers made them. The format carries a version; a later burnline can still read
+what an earlier one queued (fields appended to a model are filled with their defaults).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+
+from collector.core.model import (
+    Batch,
+    Exemplar,
+    LogRecord,
+    MetricKind,
+    MetricPoint,
+    Scope,
+    Signal,
+    Span,
+    SpanEvent,
+    SpanLink,
+)
+
+FORMAT_VERSION = 1
+
+# Ext type codes of the nested model classes; never renumber (queued data on disk uses them).
+_NESTED: dict[type, int] = {Scope: 1, SpanEvent: 2, SpanLink: 3, Exemplar: 4}
+_NESTED_BY_CODE = {code: cls for cls, code in _NESTED.items()}
+_ITEM_CLASSES: dict[Signal, type] = {Signal.LOGS: LogRecord, Signal.TRACES: Span, Signal.METRICS: MetricPoint}
+_FIELDS = {cls: [f.name for f in dataclasses.fields(cls)] for cls in (*_NESTED, *_ITEM_CLASSES.values())}
+# Fields holding a shared object: written as an index into the batch's table of them.
+_SHARED = ("resource", "scope")
+
+
+class CodecError(ValueError):
+    """Bytes that are not a batch this version can read."""
+
+
+def _default(value: Any) -> Any:
+    code = _NESTED.get(type(value))
+    if code is not None:
+        fields = [getattr(value, name) for name in _FIELDS[type(value)]]
+        return msgpack.ExtType(code, msgpack.packb(fields, default=_default, use_bin_type=True))
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"cannot queue a value of type {type(value).__name__}")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    cls = _NESTED_BY_CODE.get(code)
+    if cls is None:
+        raise CodecError(f"unknown nested type {code}")
+    fields = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    return cls(*fields)
+
+
+def encode(batch: Batch) -> bytes:
+    cls = _ITEM_CLASSES[batch.signal]
+    names = _FIELDS[cls]
+    shared_positions = [i for i, name in enumerate(names) if name in _SHARED]
+    tables: dict[str, list[Any]] = {name: [] for name in _SHARED}
+    index: dict[tuple[str, int], int] = {}
+    rows = []
+    for item in batch.items:
+        row = [getattr(item, name) for name in names]
+        for pos in shared_positions:
+            name, obj = names[pos], row[pos]
+            if obj is None:
+                continue
+            key = (name, id(obj))
+            if key not in index:
+                index[key] = len(tables[name])
+                tables[name].append(obj)
+            row[pos] = index[key]
+        rows.append(row)
+    doc = [FORMAT_VERSION, batch.signal.value, batch.size_bytes, names, tables, rows]
+    return bytes(msgpack.packb(doc, default=_default, use_bin_type=True))
+
+
+def decode(data: bytes) -> Batch:
+    try:
+        version, signal_name, size_bytes, names, tables, rows = msgpack.unpackb(
+            data, ext_hook=_ext_hook, raw=False, strict_map_key=False
+        )
+        if version != FORMAT_VERSION:
+            raise CodecError(
+                f"queued batch format {version} is not readable by this version ({FORMAT_VERSION})"
+            )
+        signal = Signal(signal_name)
+    except CodecError:
+        raise
+    except Exception as exc:
+        raise CodecError(f"not a queued batch: {exc}") from None
+    try:
+        return Batch(signal, _items(_ITEM_CLASSES[signal], names, tables, rows), size_bytes)
+    except CodecError:
+        raise
+    except Exception as exc:  # a well-formed msgpack document that is not a batch's shape
+        raise CodecError(f"not a queued batch: {type(exc).__name__}: {exc}") from None
+
+
+def _items(cls: type, names: list[str], tables: dict[str, list[Any]], rows: list[list[Any]]) -> list[Any]:
+    known = set(_FIELDS[cls])
+    positions = [(i, name) for i, name in enumerate(names) if name in known]
+    items = []
+    for row in rows:
+        kwargs = {name: row[i] for i, name in positions}
+        for name in _SHARED:
+            ref = kwargs.get(name)
+            if isinstance(ref, int):
+                kwargs[name] = tables[name][ref]
+        if cls is MetricPoint:
+            kwargs["kind"] = MetricKind(kwargs["kind"])
+            kwargs["quantiles"] = [tuple(q) for q in kwargs.get("quantiles", [])]
+        items.append(cls(**kwargs))
+    return items

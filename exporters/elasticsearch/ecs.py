@@ -1,0 +1,725 @@
+"""OpenTelemetry log records and spans -> Elastic Common Schema (ECS) documents, data stream names and
+``_id``s.
+
+Log document layout (what an operator sees in Kibana):
+
+* Fields the record itself defines: ``@timestamp`` (nanosecond RFC 3339 string; the record's time,
+  else its observed time, else the encoding time), ``message`` (a string body as is; a map or list
+  body as compact JSON; bytes decoded as UTF-8), ``log.level`` (severity text, else the lower-case
+  OpenTelemetry short name of the severity number), ``event.severity`` (severity number),
+  ``event.created`` (observed time), ``log.logger`` (scope name), ``trace.id``, ``span.id``,
+  ``data_stream.type/dataset/namespace`` and ``event.dataset`` (= ``data_stream.dataset``).
+* OpenTelemetry semantic-convention attributes that have an ECS name are renamed (``k8s.pod.name`` ->
+  ``kubernetes.pod.name``, ``service.instance.id`` -> ``service.node.name``, see ``_SEMCONV_TO_ECS``).
+  Pod labels and annotations (``k8s.pod.label.<key>``, ``k8s.pod.annotation.<key>``) become
+  ``kubernetes.labels.<key>`` / ``kubernetes.annotations.<key>`` (namespace ones
+  ``kubernetes.namespace_labels.<key>`` / ``kubernetes.namespace_annotations.<key>``) with the dots of
+  the key replaced by ``_``, as Filebeat does, so that ``app`` and ``app.kubernetes.io/name`` cannot
+  collide. A record
+  attribute wins over a resource attribute of the same meaning.
+* Every other attribute keeps its own name at the top level (nested maps are flattened to dotted
+  names). Where that name would clash with a field above (same name, or one is an object prefix of
+  the other: ``trace`` vs ``trace.id``, ``message.x`` vs ``message``) or would give an ECS field set
+  a value (``host`` = "web-1", ``error`` = "boom": ECS keeps ``host``, ``error``, ``user``, ... as
+  objects), the attribute moves under ``attributes.<name>`` (record) or
+  ``resource.attributes.<name>`` (resource) instead, so an ECS field is never overwritten and
+  Elasticsearch never sees one name as both a value and an object. A record attribute also takes a
+  name before a resource attribute does. When two attributes conflict with
+  each other (``a`` = 1 and ``a.b`` = 2), the value moves to ``a.value``, as the OpenTelemetry
+  Collector's exporter does. Empty name segments are dropped (``a..b`` -> ``a.b``), ``None`` values are
+  left out, bytes become base64, integers beyond 64 bits become strings.
+* ``data_stream.dataset`` / ``data_stream.namespace`` attributes choose the data stream (record over
+  resource over the configured default) and are not copied as attributes.
+
+Span documents (``traces-<dataset>-<namespace>``) follow the OpenTelemetry Collector's
+elasticsearch exporter in its ECS mapping mode, with what it leaves out added under ECS or Elastic APM
+names:
+
+* ``@timestamp`` (start time, nanoseconds), ``trace.id``, ``span.id``, ``parent.id`` (absent for a
+  root span), ``span.name``, ``span.kind`` (``SERVER``, ``CLIENT``, ... as Elastic APM spells it;
+  absent when unspecified), ``span.links`` (``[{trace: {id}, span: {id}, attributes?}]``).
+* ``event.duration`` (nanoseconds, as ECS defines it) and ``event.outcome``: ``failure`` when the span
+  is an error by burnline's one definition (``Span.is_error``: status ERROR, or a 5xx answer of a
+  server span), ``success`` when its status is OK or it carries an HTTP status that is not an error,
+  else ``unknown``. ``span.status.message`` keeps the status description.
+* ``span.events``: ``[{time, name, attributes}]`` in span order, ``time`` a nanosecond timestamp and
+  ``attributes`` the event's attributes under their own (dotted) names. burnline's traces index
+  template maps ``attributes`` of events and links as ``flattened``, so no event attribute can add a
+  mapping or conflict with another.
+* The instrumentation scope name and version become ``service.framework.name`` /
+  ``service.framework.version`` (as Elastic APM maps them).
+* Attributes are placed as for logs (span, then scope, then resource attributes; clashes move under
+  ``attributes.``, ``scope.attributes.``, ``resource.attributes.``), with the database and messaging
+  conventions renamed as the Collector does: ``db.system`` -> ``span.db.type``, ``db.namespace``
+  (and the older ``db.name``) -> ``span.db.instance``, ``db.query.text`` (``db.statement``) ->
+  ``span.db.statement``, ``messaging.destination.name`` -> ``span.message.queue.name``,
+  ``messaging.operation.name`` -> ``span.action``, ``http.response.body.size`` ->
+  ``http.response.encoded_body_size``.
+
+A span's ``_id`` is its trace id and span id (48 hex digits): unique per span, the same on every
+retry, so a span that already landed answers 409.
+
+The document ``_id`` of a log record is a hash of the record's identity (time, observed time, severity, body,
+attributes, resource, trace and span ids, scope), so that a bulk item retried after it already
+landed answers 409 instead of indexing a duplicate. Two equal log lines in the same instant are
+still two events: receivers give every record of a receipt its own observed time (receipt time +
+its index), which enters the hash. The id must not depend on which other records share a bulk
+request: a retry resends a subset, and a position-dependent id would make a retried record collide
+with a different one that landed.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from collector.core.model import LogRecord, Scope, Span, SpanKind, StatusCode, severity_name
+from collector.normalize.values import key_text, nonfinite_text
+
+LOGS = "logs"
+TRACES = "traces"
+DEFAULT_DATASET = "generic"
+DEFAULT_NAMESPACE = "default"
+
+DATASET_ATTRIBUTE = "data_stream.dataset"
+NAMESPACE_ATTRIBUTE = "data_stream.namespace"
+_ROUTING_ATTRIBUTES = frozenset({"data_stream.type", DATASET_ATTRIBUTE, NAMESPACE_ATTRIBUTE})
+
+# Elasticsearch's own sanitizer (the reroute processor, DataStreamNamingUtils): lower case, at most
+# 100 characters, these characters replaced by "_". Datasets may not contain "-" (it separates the
+# name's parts); namespaces may. We also cap each part at 100 UTF-8 bytes so that the whole index
+# name stays within Elasticsearch's 255-byte limit whatever the alphabet.
+_DISALLOWED_IN_NAMESPACE = '\\/*?"<>| ,#:'
+_DISALLOWED_IN_DATASET = _DISALLOWED_IN_NAMESPACE + "-"
+_MAX_PART = 100
+
+_SEMCONV_TO_ECS = {
+    "service.instance.id": "service.node.name",
+    "deployment.environment": "service.environment",
+    "deployment.environment.name": "service.environment",
+    "host.arch": "host.architecture",
+    "os.type": "host.os.platform",
+    "os.description": "host.os.full",
+    "os.name": "host.os.name",
+    "os.version": "host.os.version",
+    "container.image.tags": "container.image.tag",
+    "k8s.namespace.name": "kubernetes.namespace",
+    "k8s.pod.name": "kubernetes.pod.name",
+    "k8s.pod.uid": "kubernetes.pod.uid",
+    "k8s.container.name": "kubernetes.container.name",
+    "k8s.node.name": "kubernetes.node.name",
+    "k8s.deployment.name": "kubernetes.deployment.name",
+    "k8s.statefulset.name": "kubernetes.statefulset.name",
+    "k8s.replicaset.name": "kubernetes.replicaset.name",
+    "k8s.daemonset.name": "kubernetes.daemonset.name",
+    "k8s.job.name": "kubernetes.job.name",
+    "k8s.cronjob.name": "kubernetes.cronjob.name",
+    "k8s.cluster.name": "orchestrator.cluster.name",
+    "k8s.pod.ip": "kubernetes.pod.ip",
+}
+# Same name in both schemas: listed so that they count as ECS fields (they win clashes).
+_SAME_IN_ECS = frozenset(
+    {
+        "service.name",
+        "service.version",
+        "service.environment",
+        "host.name",
+        "host.id",
+        "host.hostname",
+        "container.id",
+        "container.name",
+        "container.image.name",
+        "cloud.provider",
+        "cloud.region",
+        "cloud.availability_zone",
+        "cloud.account.id",
+        "cloud.platform",
+    }
+)
+# ECS field sets: always objects in an ECS index, so an attribute may not claim their name for a value
+# (``host`` = "web-1" would make every later ``host.name`` unindexable, and the reverse).
+_ECS_OBJECTS = frozenset(
+    {
+        "agent",
+        "client",
+        "cloud",
+        "container",
+        "data_stream",
+        "destination",
+        "device",
+        "dns",
+        "ecs",
+        "email",
+        "error",
+        "event",
+        "faas",
+        "file",
+        "group",
+        "host",
+        "http",
+        "kubernetes",
+        "labels",
+        "log",
+        "network",
+        "observer",
+        "orchestrator",
+        "organization",
+        "package",
+        "process",
+        "registry",
+        "related",
+        "rule",
+        "server",
+        "service",
+        "source",
+        "span",
+        "threat",
+        "tls",
+        "trace",
+        "transaction",
+        "url",
+        "user",
+        "user_agent",
+        "vulnerability",
+    }
+)
+# ECS fields that are always values, so an attribute may not put an object under them.
+_ECS_VALUES = frozenset({"@timestamp", "message"})
+# Map-valued Kubernetes metadata, one attribute per key -> Filebeat's field names. Dots in the keys
+# become "_" so that "app" and "app.kubernetes.io/name" can both be fields.
+_KUBERNETES_MAPS = (
+    ("k8s.pod.label.", "kubernetes.labels."),
+    ("k8s.pod.annotation.", "kubernetes.annotations."),
+    ("k8s.namespace.label.", "kubernetes.namespace_labels."),
+    ("k8s.namespace.annotation.", "kubernetes.namespace_annotations."),
+)
+
+# Span attributes whose Elastic APM name is not the convention's own (the OpenTelemetry Collector's
+# ECS mode maps these; the older db.name and db.statement are still what most instrumentations send).
+_SPAN_SEMCONV_TO_ECS = {
+    "db.system": "span.db.type",
+    "db.namespace": "span.db.instance",
+    "db.name": "span.db.instance",
+    "db.query.text": "span.db.statement",
+    "db.statement": "span.db.statement",
+    "messaging.destination.name": "span.message.queue.name",
+    "messaging.operation.name": "span.action",
+    "http.response.body.size": "http.response.encoded_body_size",
+}
+
+_RECORD_NAMESPACE = "attributes."
+_SCOPE_NAMESPACE = "scope.attributes."
+_RESOURCE_NAMESPACE = "resource.attributes."
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data stream names
+
+
+def _sanitize(value: str, disallowed: str) -> str:
+    text = str(utf8_safe(value)).lower()[:_MAX_PART]
+    for ch in disallowed:
+        if ch in text:
+            text = text.replace(ch, "_")
+    if len(text.encode()) > _MAX_PART:
+        text = text.encode()[:_MAX_PART].decode("utf-8", "ignore")
+    return text
+
+
+@functools.lru_cache(maxsize=4096)
+def sanitize_dataset(value: str) -> str:
+    """A ``data_stream.dataset`` value as Elasticsearch accepts it ("" stays "")."""
+    return _sanitize(value, _DISALLOWED_IN_DATASET)
+
+
+@functools.lru_cache(maxsize=4096)
+def sanitize_namespace(value: str) -> str:
+    """A ``data_stream.namespace`` value as Elasticsearch accepts it ("" stays "")."""
+    return _sanitize(value, _DISALLOWED_IN_NAMESPACE)
+
+
+def data_stream_name(kind: str, dataset: str, namespace: str) -> str:
+    """``logs-nginx.access-prod``: the data stream naming scheme ``<type>-<dataset>-<namespace>``."""
+    return f"{kind}-{dataset}-{namespace}"
+
+
+def _lookup(attributes: Mapping[str, Any], dotted: str) -> Any:
+    if dotted in attributes:
+        return attributes[dotted]
+    head, _, tail = dotted.partition(".")
+    nested = attributes.get(head)
+    return nested.get(tail) if isinstance(nested, Mapping) else None
+
+
+def route(
+    attributes: Mapping[str, Any], resource: Mapping[str, Any], dataset: str, namespace: str
+) -> tuple[str, str]:
+    """The (dataset, namespace) of a record: its attributes, else its resource's, else the defaults.
+
+    The defaults must already be valid; a value that sanitizes to nothing falls back to them.
+    """
+    out = []
+    for key, default, clean in (
+        (DATASET_ATTRIBUTE, dataset, sanitize_dataset),
+        (NAMESPACE_ATTRIBUTE, namespace, sanitize_namespace),
+    ):
+        value = _lookup(attributes, key)
+        if value is None or value == "":
+            value = _lookup(resource, key)
+        chosen = clean(value if isinstance(value, str) else str(value)) if value not in (None, "") else ""
+        out.append(chosen or default)
+    return out[0], out[1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timestamps
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_prefix(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def format_timestamp(unix_nano: int) -> str:
+    """Unix nanoseconds -> ``2024-05-01T12:00:00.123456789Z`` (what a ``date_nanos`` field keeps)."""
+    seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    return f"{_second_prefix(seconds)}.{nanos:09d}Z"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values and names
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON-able, Elasticsearch-friendly copy of an attribute value."""
+    if isinstance(value, str | bool) or value is None:
+        return value
+    if isinstance(value, float):
+        # Normalizers already turn these into strings; this edge keeps any other path valid JSON.
+        return value if math.isfinite(value) else nonfinite_text(value)
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Mapping):
+        return {key_text(k): _json_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((_json_value(v) for v in value), key=repr)
+    return str(value)
+
+
+def utf8_safe(value: Any) -> Any:
+    """A copy whose strings are valid UTF-8: lone surrogates (from lenient decoders) become "?"."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {utf8_safe(k): utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [utf8_safe(v) for v in value]
+    return value
+
+
+def _clean_key(key: Any) -> str:
+    text = key if isinstance(key, str) else key_text(key)
+    if text and text[0] != "." and text[-1] != "." and ".." not in text and not text.isspace():
+        return text
+    parts = [p for p in text.split(".") if p and not p.isspace()]
+    return ".".join(parts) or "_"
+
+
+def _flat_items(attributes: Mapping[Any, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) for every leaf; nested maps are flattened, empty maps and None dropped."""
+    for raw_key, value in attributes.items():
+        if value is None:
+            continue
+        key = _clean_key(raw_key)
+        if prefix:
+            key = f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            yield from _flat_items(value, key)
+        else:
+            yield key, value
+
+
+@functools.lru_cache(maxsize=65536)
+def _ecs_name(key: str) -> str | None:
+    """The ECS name of a semantic-convention attribute, or None if it has none."""
+    mapped = _SEMCONV_TO_ECS.get(key)
+    if mapped is not None:
+        return mapped
+    if key in _SAME_IN_ECS:
+        return key
+    if key.startswith("k8s."):
+        for prefix, ecs_prefix in _KUBERNETES_MAPS:
+            if key.startswith(prefix) and len(key) > len(prefix):
+                return ecs_prefix + key[len(prefix) :].replace(".", "_")
+    return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _prefixes(key: str) -> tuple[str, ...]:
+    """``a.b.c`` -> (``a``, ``a.b``): the objects that hold it. Names repeat from record to record."""
+    out = []
+    pos = key.find(".")
+    while pos != -1:
+        out.append(key[:pos])
+        pos = key.find(".", pos + 1)
+    return tuple(out)
+
+
+def _message(body: Any) -> str | None:
+    if body is None:
+        return None
+    if isinstance(body, str):
+        return body
+    if isinstance(body, bytes | bytearray):
+        return bytes(body).decode("utf-8", "backslashreplace")
+    if isinstance(body, Mapping | list | tuple | set | frozenset):
+        return orjson.dumps(_json_value(body)).decode()
+    return str(body)
+
+
+def _unique(key: str, taken: Mapping[str, Any] | set[str], objects: set[str]) -> str:
+    candidate, n = key, 1
+    while candidate in taken or candidate in objects:
+        candidate = f"{key}_{n}"
+        n += 1
+    return candidate
+
+
+def _resolve_object_conflicts(flat: dict[str, Any]) -> None:
+    """Moves a value whose name is also an object prefix (``a`` beside ``a.b``) to ``a.value``."""
+    objects = {prefix for key in flat for prefix in _prefixes(key)}
+    conflicting = [key for key in flat if key in objects]
+    for key in conflicting:
+        value = flat.pop(key)
+        flat[_unique(f"{key}.value", flat, objects)] = value
+
+
+@functools.lru_cache(maxsize=65536)
+def _path(key: str) -> tuple[tuple[str, ...], str]:
+    *parents, leaf = key.split(".")
+    return tuple(parents), leaf
+
+
+def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted names -> nested objects (ingest pipelines and Kibana both expect the nested form)."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if "." not in key:
+            out[key] = value
+            continue
+        parents, leaf = _path(key)
+        node = out
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            node = child
+        node[leaf] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Documents
+
+
+# An attribute ready for placement: (dotted name, its ECS name or None, JSON-able value).
+AttributeFields = list[tuple[str, str | None, Any]]
+
+
+def attribute_fields(
+    attributes: Mapping[Any, Any], renames: Mapping[str, str] | None = None
+) -> AttributeFields:
+    """Flattens attributes and looks up their ECS names (routing attributes are left out).
+
+    ``renames`` are ECS names that apply to these attributes only (a span's ``db.system``). A
+    resource is shared by many records: compute its fields once and pass them to the document.
+    """
+    if renames:
+        return [
+            (key, renames.get(key) or _ecs_name(key), _json_value(value))
+            for key, value in _flat_items(attributes)
+            if key not in _ROUTING_ATTRIBUTES
+        ]
+    return [
+        (key, _ecs_name(key), _json_value(value))
+        for key, value in _flat_items(attributes)
+        if key not in _ROUTING_ATTRIBUTES
+    ]
+
+
+def _place_attributes(flat: dict[str, Any], sources: Iterable[tuple[str, AttributeFields]]) -> None:
+    """Adds attributes to a document's own fields (see the module docstring for the rules).
+
+    ``sources`` are (namespace for clashes, fields), the winner of a clash first.
+    """
+    # (namespace used on a clash, name, value, clashes already: the ECS field it maps to is taken)
+    others: list[tuple[str, str, Any, bool]] = []
+    for clash_namespace, fields in sources:
+        for key, target, value in fields:
+            if target is None:
+                others.append((clash_namespace, key, value, False))
+            elif target in flat:
+                others.append((clash_namespace, key, value, True))
+            else:
+                flat[target] = value
+
+    ecs_fields = set(flat)
+    ecs_objects = {prefix for key in flat for prefix in _prefixes(key)}
+    for clash_namespace, key, value, clashes in others:
+        name = key
+        if (
+            clashes
+            or key in flat
+            or key in ecs_objects
+            or key in _ECS_OBJECTS
+            or key.startswith("data_stream.")  # Elasticsearch's own: only type, dataset and namespace
+            or any(p in ecs_fields or p in _ECS_VALUES for p in _prefixes(key))
+        ):
+            name = _unique(clash_namespace + key, flat, ecs_objects)
+        flat[name] = value
+    _resolve_object_conflicts(flat)
+
+
+def log_document(
+    record: LogRecord,
+    dataset: str,
+    namespace: str,
+    now_unix_nano: int | None = None,
+    resource_fields: AttributeFields | None = None,
+) -> dict[str, Any]:
+    """The ECS document for one log record routed to ``logs-<dataset>-<namespace>``.
+
+    ``resource_fields`` is ``attribute_fields(record.resource)``, when the caller has it already.
+    """
+    flat: dict[str, Any] = {}
+    ts = record.time_unix_nano if record.time_unix_nano > 0 else record.observed_time_unix_nano
+    if ts <= 0:
+        ts = now_unix_nano if now_unix_nano is not None else time.time_ns()
+    flat["@timestamp"] = format_timestamp(ts)
+    message = _message(record.body)
+    if message is not None:
+        flat["message"] = message
+    level = record.severity_text or severity_name(record.severity_number).lower()
+    if level:
+        flat["log.level"] = level
+    if record.severity_number > 0:
+        flat["event.severity"] = record.severity_number
+    if record.observed_time_unix_nano > 0:
+        flat["event.created"] = format_timestamp(record.observed_time_unix_nano)
+    if record.scope_name:
+        flat["log.logger"] = record.scope_name
+    if record.trace_id:
+        flat["trace.id"] = record.trace_id
+    if record.span_id:
+        flat["span.id"] = record.span_id
+    flat["data_stream.type"] = LOGS
+    flat["data_stream.dataset"] = dataset
+    flat["data_stream.namespace"] = namespace
+    flat["event.dataset"] = dataset
+
+    if resource_fields is None:
+        resource_fields = attribute_fields(record.resource)
+    _place_attributes(
+        flat,
+        ((_RECORD_NAMESPACE, attribute_fields(record.attributes)), (_RESOURCE_NAMESPACE, resource_fields)),
+    )
+    return _nest(flat)
+
+
+_ECS_SPAN_KINDS: dict[int, str] = {
+    SpanKind.INTERNAL: "INTERNAL",
+    SpanKind.SERVER: "SERVER",
+    SpanKind.CLIENT: "CLIENT",
+    SpanKind.PRODUCER: "PRODUCER",
+    SpanKind.CONSUMER: "CONSUMER",
+}
+
+
+def event_outcome(span: Span) -> str:
+    """ECS ``event.outcome`` of a span: failure, success or unknown (see the module docstring)."""
+    if span.is_error:
+        return "failure"
+    if span.status_code == StatusCode.OK or span.http_status_code is not None:
+        return "success"
+    return "unknown"
+
+
+def _flat_attributes(attributes: Mapping[Any, Any]) -> dict[str, Any]:
+    """Attributes under their dotted names, JSON-able, ``a`` beside ``a.b`` moved to ``a.value``."""
+    flat: dict[str, Any] = {}
+    for dotted, value in _flat_items(attributes):
+        key = dotted
+        if key in flat:  # "a.b" and {"a": {"b": ...}} flatten alike: keep both, the later one renamed
+            n = 2
+            while f"{dotted}_{n}" in flat:
+                n += 1
+            key = f"{dotted}_{n}"
+        flat[key] = _json_value(value)
+    _resolve_object_conflicts(flat)
+    return flat
+
+
+def span_document(
+    span: Span,
+    dataset: str,
+    namespace: str,
+    now_unix_nano: int | None = None,
+    resource_fields: AttributeFields | None = None,
+) -> dict[str, Any]:
+    """The ECS document for one span routed to ``traces-<dataset>-<namespace>``.
+
+    ``resource_fields`` is ``attribute_fields(span.resource)``, when the caller has it already.
+    """
+    flat: dict[str, Any] = {}
+    ts = span.start_time_unix_nano if span.start_time_unix_nano > 0 else span.end_time_unix_nano
+    if ts <= 0:
+        ts = now_unix_nano if now_unix_nano is not None else time.time_ns()
+    flat["@timestamp"] = format_timestamp(ts)
+    flat["trace.id"] = span.trace_id
+    flat["span.id"] = span.span_id
+    if span.parent_span_id:
+        flat["parent.id"] = span.parent_span_id
+    flat["span.name"] = span.name
+    kind = _ECS_SPAN_KINDS.get(span.kind)
+    if kind is not None:
+        flat["span.kind"] = kind
+    flat["event.duration"] = span.duration_ns
+    flat["event.outcome"] = event_outcome(span)
+    if span.status_message:
+        flat["span.status.message"] = span.status_message
+    if span.events:
+        events = []
+        for event in span.events:
+            entry: dict[str, Any] = {"time": format_timestamp(event.time_unix_nano), "name": event.name}
+            if event.attributes:
+                entry["attributes"] = _flat_attributes(event.attributes)
+            events.append(entry)
+        flat["span.events"] = events
+    if span.links:
+        links = []
+        for link in span.links:
+            linked: dict[str, Any] = {"trace": {"id": link.trace_id}, "span": {"id": link.span_id}}
+            if link.attributes:
+                linked["attributes"] = _flat_attributes(link.attributes)
+            links.append(linked)
+        flat["span.links"] = links
+    scope: Scope | None = span.scope
+    if scope is not None and scope.name:
+        flat["service.framework.name"] = scope.name
+        if scope.version:
+            flat["service.framework.version"] = scope.version
+    flat["data_stream.type"] = TRACES
+    flat["data_stream.dataset"] = dataset
+    flat["data_stream.namespace"] = namespace
+
+    if resource_fields is None:
+        resource_fields = attribute_fields(span.resource)
+    sources = [(_RECORD_NAMESPACE, attribute_fields(span.attributes, _SPAN_SEMCONV_TO_ECS))]
+    if scope is not None and scope.attributes:
+        sources.append((_SCOPE_NAMESPACE, attribute_fields(scope.attributes)))
+    sources.append((_RESOURCE_NAMESPACE, resource_fields))
+    _place_attributes(flat, sources)
+    return _nest(flat)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Identity
+
+
+def _canonical_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, set | frozenset):
+        return sorted((_json_value(v) for v in value), key=repr)
+    return str(value)
+
+
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _canonical(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_canonical_default, option=_CANONICAL)
+    except TypeError:  # orjson.JSONEncodeError
+        # Integers beyond 64 bits, lone surrogates, keys orjson cannot order: the sanitized form is
+        # as deterministic.
+        return orjson.dumps(utf8_safe(_json_value(value)), default=_canonical_default, option=_CANONICAL)
+
+
+def record_digest(record: LogRecord, resource_digest: bytes) -> bytes:
+    """A 16-byte hash of everything that makes a record the record it is."""
+    h = hashlib.blake2b(resource_digest, digest_size=16)
+    h.update(
+        _canonical(
+            [
+                record.time_unix_nano,
+                record.observed_time_unix_nano,
+                record.severity_number,
+                record.severity_text,
+                record.body,
+                record.attributes,
+                record.trace_id,
+                record.span_id,
+                record.scope_name,
+            ]
+        )
+    )
+    return h.digest()
+
+
+def resource_digest(resource: Mapping[str, Any]) -> bytes:
+    return hashlib.blake2b(_canonical(resource), digest_size=16).digest()
+
+
+class DocumentIds:
+    """Assigns deterministic ``_id``s, each a function of its record alone.
+
+    Resources are usually shared by many records, so each distinct resource object is hashed once.
+    """
+
+    def __init__(self) -> None:
+        self._resources: dict[int, tuple[Mapping[str, Any], bytes]] = {}
+
+    def __call__(self, record: LogRecord) -> str:
+        held = self._resources.get(id(record.resource))
+        if held is None or held[0] is not record.resource:
+            held = self._resources[id(record.resource)] = (record.resource, resource_digest(record.resource))
+        digest = record_digest(record, held[1])
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _hex_id(value: Any, digits: int, what: str) -> str:
+    text = value.lower() if isinstance(value, str) else ""
+    if len(text) != digits or text.strip("0123456789abcdef") or not text.strip("0"):
+        raise ValueError(f"{what} {value!r} is not {digits} hex digits (and not all zeros)")
+    return text
+
+
+def span_document_id(span: Span) -> str:
+    """A span's ``_id``: its trace id and span id, lower-case hex (ValueError for invalid ids).
+
+    Unique per span and the same however often the span is sent, so a retry answers 409.
+    """
+    return _hex_id(span.trace_id, 32, "trace id") + _hex_id(span.span_id, 16, "span id")
+
+
+def document_ids(records: Iterable[LogRecord]) -> list[str]:
+    """The ``_id``s of a batch of records, in order (see ``DocumentIds``)."""
+    assign = DocumentIds()
+    return [assign(record) for record in records]
