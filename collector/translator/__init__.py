@@ -1,0 +1,1 @@
+"""Translations between burnline's data model (OpenTelemetry semantics) and other systems' names."""
