@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from collector.discovery import TargetSpec, join_host_port, sanitize_label_name
-from collector.discovery import kubernetes as k8s
+from collector.discovery import pod_watch as k8s  # the list + watch timings
 from collector.discovery.kubernetes import (
     DiscoveryError,
     KubernetesPodDiscovery,
