@@ -37,14 +37,9 @@ from collector.exporterhelper.deadletter import DeadLetter
 from collector.exporterhelper.queue import MemoryQueue
 from collector.exporterhelper.sender import QueueSender
 from collector.query.local_store import TRACES_SCHEMA_MIN
-from exporters.local.exporter import (
-    APPLICATION_ID,
-    SCHEMA_VERSION,
-    LocalConfig,
-    LocalExporter,
-    StoreError,
-    store_path,
-)
+from exporters.local.config import LocalConfig, store_path
+from exporters.local.exporter import LocalExporter
+from exporters.local.schema import APPLICATION_ID, SCHEMA_VERSION, StoreError
 from tests.support import InjectReceiver, metric_value, running_service, wait_until
 
 NOW = time.time_ns()
