@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("-c", "--config", help="config file (YAML); default: the built-in config")
     config.set_defaults(func=_config)
 
-    from collector.query import local_store as local_query
+    from collector.query import commands as query_commands
 
-    local_query.add_parser(sub)
+    query_commands.add_parser(sub)
 
     from collector.slo import cli as slo_cli
 

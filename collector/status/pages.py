@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from collector.query.local_store import format_duration, iso_time
+from collector.query.format import format_duration, iso_time
 from collector.slo.policy import window_seconds
 from collector.status import history
 from collector.status.api import NO_LOCAL_EXPORTER, by_budget

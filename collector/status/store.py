@@ -1,6 +1,6 @@
 """The local store as the status pages and API read it, and the validation of their query parameters.
 
-Queries are exporters/local_query.py's (the ones ``burnline logs`` and ``burnline traces`` run), on a
+Queries are collector/query/'s (the ones ``burnline logs`` and ``burnline traces`` run), on a
 read-only connection opened per request in a worker thread: SQLite in WAL mode never makes the
 writer wait for a reader, and the event loop never waits on disk.
 
@@ -20,22 +20,13 @@ from typing import Any, TypeVar
 import orjson
 
 from collector.config.types import parse_duration
-from collector.query.local_store import (
-    TRACES_SCHEMA_MIN,
-    LogQuery,
-    QueryError,
-    TraceQuery,
-    format_json,
-    format_span_json,
-    open_reader,
-    recent,
-    recent_traces,
-    span_tree,
-    trace_log_rows,
-    trace_spans,
-)
-from collector.query.local_store import parse_level as _parse_level
+from collector.query.filters import LogQuery, TraceQuery
+from collector.query.filters import parse_level as _parse_level
+from collector.query.logs import format_json, recent, trace_log_rows
+from collector.query.spans import recent_traces, span_tree, trace_spans
+from collector.query.store import TRACES_SCHEMA_MIN, QueryError, open_reader
 from collector.query.timespec import FORMS, parse_time
+from collector.query.traces import format_span_json
 
 MAX_LOGS = 1000
 MAX_TRACES = 500

@@ -23,20 +23,11 @@ import tests.support  # noqa: F401  (registers the `inject` receiver the configs
 from collector.cli import main
 from collector.core.model import LogRecord, Severity, Signal, Span, SpanEvent, SpanKind, StatusCode
 from collector.query import timespec
-from collector.query.local_store import (
-    LogQuery,
-    StoredLog,
-    StoredSpan,
-    TraceQuery,
-    follow,
-    format_duration,
-    iso_time,
-    newer,
-    open_reader,
-    recent,
-    recent_traces,
-    span_tree,
-)
+from collector.query.filters import LogQuery, TraceQuery
+from collector.query.format import format_duration, iso_time
+from collector.query.logs import StoredLog, follow, newer, recent
+from collector.query.spans import StoredSpan, recent_traces, span_tree
+from collector.query.store import open_reader
 from exporters.local.exporter import SCHEMA_VERSION, RetentionConfig, StoreWriter
 
 NOW = time.time_ns()

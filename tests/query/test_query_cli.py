@@ -20,8 +20,8 @@ import pytest
 import tests.support  # noqa: F401  (registers the `inject` receiver the configs below use)
 from collector.cli import main
 from collector.core.model import LogRecord, Severity
-from collector.query import local_store as local_query
-from collector.query.local_store import iso_time
+from collector.query import traces as local_query
+from collector.query.format import iso_time
 from tests.query.test_local_query import (
     CART,
     CHECKOUT,
