@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from collector.core.model import Batch, Signal
 from collector.core.telemetry import Telemetry
+from collector.exporterhelper.request import BatchRequest, ExportRequest
 
 if TYPE_CHECKING:
     from collector.exporterhelper.deadletter import DeadLetter
@@ -99,22 +100,23 @@ class Processor(Component):
 
 
 class ExportError(Exception):
-    """Base of the errors an exporter raises from export()."""
+    """Base of the errors an exporter raises from export() or export_request()."""
 
 
 class RetryableExportError(ExportError):
-    """The backend did not take (part of) the batch but may later.
+    """The backend did not take (part of) the request but may later.
 
-    ``remaining`` is the part still to deliver (None: the whole batch), ``delivered`` how many records
-    of the batch did land (and ``rejected`` how many were dead-lettered) in this attempt;
-    ``retry_after`` is the backend's hint in seconds, if it gave one. ``reason`` is a short label
-    (``http_429``, ``connection``) used in metrics.
+    ``remaining`` is the part still to deliver (None: the whole request): a request of the same type
+    as the one exported (an exporter that exports batches may name a Batch, which its default request
+    wraps). ``delivered`` is how many records of the request did land (and ``rejected`` how many
+    were dead-lettered) in this attempt; ``retry_after`` is the backend's hint in seconds, if it gave
+    one. ``reason`` is a short label (``http_429``, ``connection``) used in metrics.
     """
 
     def __init__(
         self,
         reason: str,
-        remaining: Batch | None = None,
+        remaining: ExportRequest | Batch | None = None,
         retry_after: float | None = None,
         delivered: int = 0,
         rejected: int = 0,
@@ -128,7 +130,7 @@ class RetryableExportError(ExportError):
 
 
 class PermanentExportError(ExportError):
-    """The backend will never take this batch; it goes to the dead-letter file."""
+    """The backend will never take this request; it goes to the dead-letter file."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -138,17 +140,40 @@ class PermanentExportError(ExportError):
 class Exporter(Component):
     """Delivers batches to a backend. The service feeds it through a queue and a sender.
 
-    ``export()`` delivers the batch and returns how many records landed; records the backend
-    rejects for good it hands to ``self.dead_letter`` (set by the service), so returned + rejected
-    = len(batch). It raises RetryableExportError naming what is left to retry, or
-    PermanentExportError when the whole batch can never be delivered.
+    The sender turns each batch into the exporter's request once (``to_request``), then splits,
+    retries and dead-letters requests (``export_request``). ``export_request()`` delivers the request
+    and returns how many records landed; records the backend rejects for good it hands to
+    ``self.dead_letter`` (set by the service), so returned + rejected = len(request). It raises
+    RetryableExportError naming what is left to retry, or PermanentExportError when the whole request
+    can never be delivered.
+
+    An exporter that exports whole batches implements ``export(batch)`` only, with the same contract:
+    its default request wraps the batch.
     """
 
     kind = "exporter"
     dead_letter: DeadLetter
 
+    async def to_request(self, batch: Batch) -> ExportRequest:
+        """The batch as this exporter sends it; called once per batch, before the first attempt."""
+        return BatchRequest(batch, self.dead_letter_view)
+
+    async def export_request(self, request: ExportRequest) -> int:
+        """Delivers a request made by ``to_request`` (or the ``remaining`` of an earlier attempt)."""
+        if not isinstance(request, BatchRequest) or type(self).export is Exporter.export:
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither export() nor export_request()"
+            )
+        try:
+            return await self.export(request.batch)
+        except RetryableExportError as exc:
+            if isinstance(exc.remaining, Batch):
+                exc.remaining = request.with_batch(exc.remaining)
+            raise
+
     async def export(self, batch: Batch) -> int:
-        raise NotImplementedError
+        """Delivers one batch now: ``to_request`` then ``export_request``, unless overridden."""
+        return await self.export_request(await self.to_request(batch))
 
     def dead_letter_view(self, item: Any) -> Any:
         """How a record is written to the dead-letter file (JSON-able)."""

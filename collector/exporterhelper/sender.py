@@ -1,5 +1,9 @@
 """Moves batches from an exporter's queue to the exporter: bulking, concurrency, retries.
 
+Each merged batch becomes the exporter's request once (``Exporter.to_request``); the sender cuts
+requests to the bulk limits, retries what a request leaves (``RetryableExportError.remaining``, a
+request of the same type) and dead-letters requests it gives up on.
+
 Every exporter config extends ``ExporterConfig`` and so carries the same ``queue``, ``batch`` and
 ``retry`` settings, as the OpenTelemetry Collector's ``sending_queue`` and ``retry_on_failure`` do.
 Retries use exponential backoff with jitter and honour the backend's Retry-After.
@@ -19,6 +23,7 @@ from collector.core.component import ComponentConfig, Exporter, PermanentExportE
 from collector.core.model import Batch, Signal
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.queue import MemoryQueue, QueueConfig
+from collector.exporterhelper.request import BatchRequest, ExportRequest
 
 log = logging.getLogger("burnline.sender")
 
@@ -75,17 +80,7 @@ def merge(batches: list[Batch]) -> list[Batch]:
 
 def split(batch: Batch, max_records: int, max_bytes: int) -> list[Batch]:
     """Cuts a batch into pieces within both limits (by the batch's average record size)."""
-    n = len(batch)
-    if n == 0:
-        return []
-    per_record = max(1, batch.size_bytes // n)
-    step = max(1, min(max_records, max_bytes // per_record))
-    if step >= n:
-        return [batch]
-    return [
-        Batch(batch.signal, batch.items[i : i + step], per_record * len(batch.items[i : i + step]))
-        for i in range(0, n, step)
-    ]
+    return [piece.batch for piece in BatchRequest(batch).pieces(max_records, max_bytes)]
 
 
 class QueueSender:
@@ -138,7 +133,10 @@ class QueueSender:
                 continue
             try:
                 for merged in merge(taken):
-                    for piece in split(merged, b.max_records, b.max_bytes):
+                    if not merged.items:
+                        continue
+                    request = await self.exporter.to_request(merged)
+                    for piece in request.pieces(b.max_records, b.max_bytes):
                         await self._deliver(piece)
             except asyncio.CancelledError:
                 # Hard stop mid-export: a durable queue keeps these for the next start.
@@ -148,8 +146,8 @@ class QueueSender:
                 raise
             await self.queue.done(taken)
 
-    async def _deliver(self, batch: Batch) -> None:
-        exporter, signal = self.exporter, batch.signal.value
+    async def _deliver(self, request: ExportRequest) -> None:
+        exporter, signal = self.exporter, request.signal.value
         retry = self.config.retry
         started = time.monotonic()
         attempt = 0
@@ -157,21 +155,23 @@ class QueueSender:
             attempt += 1
             t0 = time.monotonic()
             try:
-                delivered = await exporter.export(batch)
+                delivered = await exporter.export_request(request)
                 self._t.export_duration.labels(exporter.id, signal).observe(time.monotonic() - t0)
                 self._t.exported.labels(exporter.id, signal).inc(delivered)
                 return
             except RetryableExportError as exc:
                 self._t.export_duration.labels(exporter.id, signal).observe(time.monotonic() - t0)
                 self._t.exported.labels(exporter.id, signal).inc(exc.delivered)
-                if exc.remaining is not None:
-                    batch = exc.remaining
-                if not batch.items:
+                if isinstance(exc.remaining, ExportRequest):
+                    request = exc.remaining
+                elif exc.remaining is not None:  # a Batch from an export_request() that forgot to wrap it
+                    request = BatchRequest(exc.remaining, exporter.dead_letter_view)
+                if not request.items_count:
                     return
                 reason, hint = exc.reason, exc.retry_after
             except PermanentExportError as exc:
                 exporter.dead_letter.write(
-                    batch.signal, [exporter.dead_letter_view(i) for i in batch.items], "permanent", exc.reason
+                    request.signal, request.dead_letter_records(), "permanent", exc.reason
                 )
                 return
             except asyncio.CancelledError:
@@ -182,10 +182,7 @@ class QueueSender:
             elapsed = time.monotonic() - started
             if not retry.enabled or (retry.max_elapsed_time and elapsed >= retry.max_elapsed_time):
                 exporter.dead_letter.write(
-                    batch.signal,
-                    [exporter.dead_letter_view(i) for i in batch.items],
-                    "retries_exhausted",
-                    reason,
+                    request.signal, request.dead_letter_records(), "retries_exhausted", reason
                 )
                 return
             self._t.retries.labels(exporter.id, signal, reason).inc()
@@ -196,7 +193,7 @@ class QueueSender:
             log.warning(
                 "%s: %d record(s) not delivered (%s); retry %d in %.2fs",
                 exporter.id,
-                len(batch),
+                request.items_count,
                 reason,
                 attempt,
                 delay,
