@@ -55,20 +55,28 @@ def _check_labels(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
+def _check_comparison(key: str, value: Any) -> None:
+    """A condition that is a value or a comparison (``">=500"``); the error names its key."""
+    try:
+        parse_comparison(value)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
 def _check_match(match: dict[str, Any]) -> dict[str, Any]:
     for key, value in match.items():
         if key == "span.kind":
             if not isinstance(value, str) or value.lower() not in _SPAN_KINDS:
                 raise ValueError(f"span.kind: {value!r} is not one of {', '.join(_SPAN_KINDS)}")
             continue
-        try:
-            parse_comparison(value)
-        except ValueError as exc:
-            raise ValueError(f"{key}: {exc}") from None
+        _check_comparison(key, value)
     return match
 
 
-class TraceSLI(_Strict):
+class _EventSLI(_Strict):
+    """An SLI over events (spans, log records): those that ``match`` count, those with any ``bad``
+    condition are bad. A ``bad`` key the signal gives no meaning of its own is an attribute comparison."""
+
     match: dict[str, Any] = {}
     bad: dict[str, Any] = Field(min_length=1)
 
@@ -78,46 +86,42 @@ class TraceSLI(_Strict):
     @classmethod
     def _bad(cls, bad: dict[str, Any]) -> dict[str, Any]:
         for key, value in bad.items():
-            if key == "status":
-                if not isinstance(value, str) or value.lower() not in _SPAN_STATUSES:
-                    raise ValueError(f"status: {value!r} is not one of error, ok, unset")
-            elif key == "latency_over":
-                if parse_duration(value) <= 0:
-                    raise ValueError("latency_over: must be more than 0")
-            else:
-                try:
-                    parse_comparison(value)
-                except ValueError as exc:
-                    raise ValueError(f"{key}: {exc}") from None
+            cls._check_bad(key, value)
         return bad
 
-
-class LogSLI(_Strict):
-    match: dict[str, Any] = {}
-    bad: dict[str, Any] = Field(min_length=1)
-
-    _match = field_validator("match")(_check_match)
-
-    @field_validator("bad")
     @classmethod
-    def _bad(cls, bad: dict[str, Any]) -> dict[str, Any]:
-        for key, value in bad.items():
-            if key == "severity":
-                parse_severity(value)
-            elif key == "body":
-                if not isinstance(value, dict) or len(value) != 1 or not {"regex", "contains"} >= set(value):
-                    raise ValueError("body: takes {regex: '...'} or {contains: '...'}")
-                if "regex" in value:
-                    try:
-                        re.compile(str(value["regex"]))
-                    except re.error as exc:
-                        raise ValueError(f"body.regex: invalid regex ({exc})") from None
-            else:
+    def _check_bad(cls, key: str, value: Any) -> None:
+        _check_comparison(key, value)
+
+
+class TraceSLI(_EventSLI):
+    @classmethod
+    def _check_bad(cls, key: str, value: Any) -> None:
+        if key == "status":
+            if not isinstance(value, str) or value.lower() not in _SPAN_STATUSES:
+                raise ValueError(f"status: {value!r} is not one of error, ok, unset")
+        elif key == "latency_over":
+            if parse_duration(value) <= 0:
+                raise ValueError("latency_over: must be more than 0")
+        else:
+            super()._check_bad(key, value)
+
+
+class LogSLI(_EventSLI):
+    @classmethod
+    def _check_bad(cls, key: str, value: Any) -> None:
+        if key == "severity":
+            parse_severity(value)
+        elif key == "body":
+            if not isinstance(value, dict) or len(value) != 1 or not {"regex", "contains"} >= set(value):
+                raise ValueError("body: takes {regex: '...'} or {contains: '...'}")
+            if "regex" in value:
                 try:
-                    parse_comparison(value)
-                except ValueError as exc:
-                    raise ValueError(f"{key}: {exc}") from None
-        return bad
+                    re.compile(str(value["regex"]))
+                except re.error as exc:
+                    raise ValueError(f"body.regex: invalid regex ({exc})") from None
+        else:
+            super()._check_bad(key, value)
 
 
 def _check_selector(value: str | None) -> str | None:
