@@ -24,15 +24,10 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from collector.core.model import Exemplar, MetricKind, MetricPoint, Scope, Signal, Temporality
 from collector.core.service import Service
-from exporters.prometheus.exporter import (
-    PrometheusExporter,
-    PrometheusExporterConfig,
-    Translator,
-    attribute_labels,
-    sanitize_label_name,
-    sanitize_metric_name,
-    unit_word,
-)
+from exporters.prometheus.config import PrometheusExporterConfig
+from exporters.prometheus.exporter import PrometheusExporter
+from exporters.prometheus.naming import attribute_labels, sanitize_label_name, sanitize_metric_name, unit_word
+from exporters.prometheus.translator import Translator
 from tests.real_services import needs_prometheus, real_prometheus
 from tests.support import free_port, metric_value, running_service, wait_until
 

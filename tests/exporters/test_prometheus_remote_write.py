@@ -22,16 +22,15 @@ from pydantic import ValidationError
 
 from collector.core.component import ComponentContext, RetryableExportError
 from collector.core.model import Batch, Exemplar, MetricKind, MetricPoint, Scope, Signal, Temporality
+from collector.core.retry_after import parse_retry_after
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.deadletter import DeadLetter
 from collector.prompb import remote_pb2, types_pb2
 from collector.receivers.remote_write.receiver import RemoteWriteReceiver
-from exporters.prometheus_remote_write.exporter import (
-    PrometheusRemoteWriteConfig,
-    PrometheusRemoteWriteExporter,
-    native_histogram,
-    retry_after,
-)
+from exporters.prometheus_remote_write.client import MAX_RETRY_AFTER
+from exporters.prometheus_remote_write.config import PrometheusRemoteWriteConfig
+from exporters.prometheus_remote_write.encoding import native_histogram
+from exporters.prometheus_remote_write.exporter import PrometheusRemoteWriteExporter
 from tests.real_services import needs_prometheus, real_prometheus
 from tests.support import free_port, running_service, wait_until
 
@@ -363,6 +362,9 @@ async def test_connection_failures_are_retried(tmp_path: Path) -> None:
 
 
 def test_retry_after_header() -> None:
+    def retry_after(header: str | None) -> float | None:
+        return parse_retry_after(header, maximum=MAX_RETRY_AFTER)  # as the exporter reads it
+
     assert retry_after("12") == 12.0
     assert retry_after("100000") == 300.0
     assert retry_after(None) is None and retry_after("soon") is None
