@@ -33,7 +33,8 @@ from collector.core.model import (
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.queue import MemoryQueue
 from collector.exporterhelper.sender import QueueSender
-from exporters.elasticsearch.exporter import ElasticsearchConfig, ElasticsearchExporter, _retry_after
+from exporters.elasticsearch.client import retry_hint as _retry_after
+from exporters.elasticsearch.exporter import ElasticsearchConfig, ElasticsearchExporter
 from tests.doubles.elasticsearch import ElasticsearchDouble
 from tests.exporters.test_elasticsearch_real import CORE_CHECKS, Check, Target, new_exporter
 from tests.support import InjectReceiver, free_port, metric_value, running_service, wait_until

@@ -1,0 +1,196 @@
+"""Log records and spans -> ``_bulk`` items, encoded once: the Elasticsearch exporter's export request.
+
+Each record becomes a ``create`` action (its data stream and deterministic ``_id``) and its ECS
+document as JSON, in a worker thread, when the sender makes the request. A retry sends the items
+that failed as they were encoded: a record keeps its ``_id`` (and its data stream) however often it
+is retried.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+import orjson
+
+from collector.core.model import LogRecord, Signal, Span
+from collector.exporterhelper.request import ExportRequest
+from exporters.elasticsearch import ecs
+from exporters.elasticsearch.config import DataStreamConfig
+from exporters.elasticsearch.ecs_fields import AttributeFields, attribute_fields, utf8_safe
+
+
+@dataclass(slots=True, eq=False)
+class BulkItem:
+    """A record ready for ``_bulk``: its action and source lines. Retries resend these bytes, so a
+    record keeps its ``_id`` (and its data stream) however often it is retried."""
+
+    record: Any
+    index: str
+    doc_id: str
+    action: bytes
+    source: bytes
+
+
+def item_view(item: BulkItem, error_type: str | None = None, reason: str = "") -> dict[str, Any]:
+    """A bulk item as the dead-letter file keeps it: its document and ``_id`` (and the error, if any)."""
+    view: dict[str, Any] = {"index": item.index, "id": item.doc_id}
+    if error_type is not None:
+        view["error"] = {"type": error_type, "reason": reason}
+    view["document"] = orjson.loads(item.source)
+    view["record"] = item.record
+    return view
+
+
+class BulkRequest(ExportRequest):
+    """The Elasticsearch exporter's request: records encoded as bulk items once, in order."""
+
+    def __init__(self, signal: Signal, items: list[BulkItem]) -> None:
+        self.signal = signal
+        self._items = items
+        self._size = sum(len(item.action) + len(item.source) for item in items)
+
+    @property
+    def items(self) -> list[BulkItem]:
+        return self._items
+
+    @property
+    def size_bytes(self) -> int:
+        return self._size
+
+    def split(self, max_items: int) -> list[Self]:
+        if len(self._items) <= max_items:
+            return [self]
+        return [
+            type(self)(self.signal, self._items[i : i + max_items])
+            for i in range(0, len(self._items), max_items)
+        ]
+
+    def subset(self, items: list[BulkItem]) -> Self:
+        """A request of some of these items, as they were encoded (what is left to retry)."""
+        return type(self)(self.signal, items)
+
+    def dead_letter_records(self) -> list[Any]:
+        """Records the sender gives up on (retries exhausted) keep their document and ``_id``."""
+        return [item_view(item) for item in self._items]
+
+
+def encode_request(
+    signal: Signal, records: Sequence[Any], data_stream: DataStreamConfig
+) -> tuple[BulkRequest, list[tuple[Any, str]]]:
+    """A batch's records -> its bulk request, and the records that cannot be encoded with the reason.
+    Runs in a worker thread."""
+    items, failed = ENCODERS[signal](records, data_stream)
+    return BulkRequest(signal, items), failed
+
+
+@functools.lru_cache(maxsize=1024)
+def _action_prefix(index: str) -> bytes:
+    return b'{"create":{"_index":' + orjson.dumps(index) + b',"_id":"'
+
+
+class _Encoding:
+    """What encoding one batch shares: the time, and each resource's fields computed once."""
+
+    def __init__(self) -> None:
+        self.now = time.time_ns()
+        self._resources: dict[int, tuple[Any, AttributeFields]] = {}
+
+    def resource_fields(self, resource: Any) -> AttributeFields:
+        held = self._resources.get(id(resource))
+        if held is None or held[0] is not resource:
+            held = self._resources[id(resource)] = (resource, attribute_fields(resource))
+        return held[1]
+
+
+def _source(document: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(utf8_safe(document), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _bulk_item(record: Any, index: str, doc_id: str, source: bytes) -> BulkItem:
+    return BulkItem(record, index, doc_id, _action_prefix(index) + doc_id.encode() + b'"}}\n', source)
+
+
+# What a record that cannot be encoded raises: it is dead-lettered, the rest of the batch goes on.
+_ENCODE_ERRORS = (TypeError, ValueError, RecursionError, orjson.JSONEncodeError)
+
+
+def encode_logs(
+    items: Sequence[Any], data_stream: DataStreamConfig
+) -> tuple[list[BulkItem], list[tuple[Any, str]]]:
+    """Records -> bulk items, and the records that cannot be
+    encoded with the reason. Runs in a worker thread: it touches nothing shared."""
+    encoding = _Encoding()
+    assign_id = ecs.DocumentIds()
+    out: list[BulkItem] = []
+    failed: list[tuple[Any, str]] = []
+    default_dataset, default_namespace = data_stream.dataset, data_stream.namespace
+    for record in items:
+        try:
+            if not isinstance(record, LogRecord):
+                raise TypeError(f"expected a LogRecord, got {type(record).__name__}")
+            if data_stream.dynamic:
+                dataset, namespace = ecs.route(
+                    record.attributes, record.resource, default_dataset, default_namespace
+                )
+            else:
+                dataset, namespace = default_dataset, default_namespace
+            index = ecs.data_stream_name(ecs.LOGS, dataset, namespace)
+            doc_id = assign_id(record)
+            document = ecs.log_document(
+                record, dataset, namespace, encoding.now, encoding.resource_fields(record.resource)
+            )
+            source = _source(document)
+        except _ENCODE_ERRORS as exc:
+            failed.append((record, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(_bulk_item(record, index, doc_id, source))
+    return out, failed
+
+
+def encode_spans(
+    items: Sequence[Any], data_stream: DataStreamConfig
+) -> tuple[list[BulkItem], list[tuple[Any, str]]]:
+    """Spans -> bulk items into ``traces-<dataset>-<namespace>``, and the spans that cannot be
+    encoded (an invalid trace or span id, ...) with the reason.
+    Runs in a worker thread: it touches nothing shared."""
+    encoding = _Encoding()
+    out: list[BulkItem] = []
+    failed: list[tuple[Any, str]] = []
+    default_dataset, default_namespace = data_stream.traces_dataset, data_stream.namespace
+    for span in items:
+        try:
+            if not isinstance(span, Span):
+                raise TypeError(f"expected a Span, got {type(span).__name__}")
+            doc_id = ecs.span_document_id(span)
+            if data_stream.dynamic:
+                dataset, namespace = ecs.route(
+                    span.attributes, span.resource, default_dataset, default_namespace
+                )
+            else:
+                dataset, namespace = default_dataset, default_namespace
+            index = ecs.data_stream_name(ecs.TRACES, dataset, namespace)
+            document = ecs.span_document(
+                span, dataset, namespace, encoding.now, encoding.resource_fields(span.resource)
+            )
+            source = _source(document)
+        except _ENCODE_ERRORS as exc:
+            failed.append((span, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(_bulk_item(span, index, doc_id, source))
+    return out, failed
+
+
+# One encoder per signal; each routes into its own data stream type.
+ENCODERS: dict[
+    Signal, Callable[[Sequence[Any], DataStreamConfig], tuple[list[BulkItem], list[tuple[Any, str]]]]
+] = {
+    Signal.LOGS: encode_logs,
+    Signal.TRACES: encode_spans,
+}
