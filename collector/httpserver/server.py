@@ -13,7 +13,8 @@ import ssl
 from aiohttp import web
 from prometheus_client import Gauge
 
-from collector.receivers.protocol_sniff import ProtocolGuard
+from collector.core.component import ComponentContext
+from collector.receivers.protocol_sniff import ProtocolGuard, WrongProtocolLog
 
 
 class _GuardedSite(web.TCPSite):
@@ -78,4 +79,42 @@ async def start_server(
     server = runner.server
     if connections is not None and server is not None:
         connections.set_function(lambda: len(server.connections))
+    return runner, port
+
+
+async def start_receiver_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    ctx: ComponentContext,
+    *,
+    port_name: str,
+    ssl_context: ssl.SSLContext | None,
+    http2_advice: str,
+    shutdown_timeout: float,
+) -> tuple[web.AppRunner, int]:
+    """Serves an HTTP receiver's ``app``: what every HTTP receiver's listener shares.
+
+    Each connection passes the wrong-protocol guard first (``http2_advice`` tells a gRPC client
+    where to go; TLS, if any, is the guard's), bodies stay as sent (receivers inflate them within
+    their limits), and the receiver's open-connections gauge follows the listener. ``port_name``
+    names the port in wrong-protocol lines, with ``{port}`` for the bound port number.
+    """
+    guard = ProtocolGuard(
+        WrongProtocolLog(ctx.id, ctx.logger, ctx.telemetry.protocol_errors),
+        "http1",
+        port_name.format(port=port),
+        tls=ssl_context,
+        advice={"http2": http2_advice},
+    )
+    runner, port = await start_server(
+        app,
+        host,
+        port,
+        guard=guard,
+        shutdown_timeout=shutdown_timeout,
+        auto_decompress=False,
+        connections=ctx.telemetry.connections.labels(ctx.id),
+    )
+    guard.port_name = port_name.format(port=port)
     return runner, port

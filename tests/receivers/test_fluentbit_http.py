@@ -29,9 +29,11 @@ import trustme
 from multidict import CIMultiDictProxy
 
 from collector.core.service import Service
+from collector.httpserver.answers import Rejected
+from collector.httpserver.body import inflate
 from collector.normalize.fluent import normalize_fluent
 from collector.receivers.fluentbit_http import receiver as fluentbit_http
-from collector.receivers.fluentbit_http.receiver import Rejected, inflate, json_time_ns, sniff
+from collector.receivers.fluentbit_http.decode import json_time_ns, sniff
 from tests.support import free_port, metric_value, running_service, wait_until
 
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 import orjson
+from collector.receivers.forward.protocol import FrameStream, ProtocolError, decode_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -24,7 +25,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from collector.exporterhelper.batch_codec import CodecError
 from collector.exporterhelper.batch_codec import decode as decode_queued
-from collector.httpserver.receiving import Rejected as HTTPRejected
+from collector.httpserver.answers import Rejected
+from collector.httpserver.answers import Rejected as HTTPRejected
+from collector.httpserver.body import decompress_snappy as decompress
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
 from collector.normalize.otlp import (
     InvalidRequest,
@@ -35,9 +38,9 @@ from collector.normalize.otlp import (
     parse_proto_request,
     spans_from_proto,
 )
-from collector.receivers.fluentbit_http.receiver import Rejected, decode_body
-from collector.receivers.forward.receiver import FrameStream, ProtocolError, decode_frame
-from collector.receivers.remote_write.receiver import Converter, FamilyTypes, decompress, parse_write_request
+from collector.receivers.fluentbit_http.decode import decode_body
+from collector.receivers.remote_write.convert import Converter, parse_write_request
+from collector.receivers.remote_write.families import FamilyTypes
 from tests.forward_frames import ForwardClient, event_time, forward
 from tests.support import free_port, running_service
 

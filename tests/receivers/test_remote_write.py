@@ -20,7 +20,8 @@ import pytest
 from collector.core.model import MetricKind, MetricPoint, Temporality
 from collector.core.service import Service
 from collector.prompb import remote_pb2, types_pb2
-from collector.receivers.remote_write.receiver import RemoteWriteReceiver, prometheus_unit_to_ucum
+from collector.receivers.remote_write.receiver import RemoteWriteReceiver
+from collector.translator.prometheus import prometheus_unit_to_ucum
 from tests.real_services import needs_prometheus, real_prometheus
 from tests.support import free_port, metric_value, running_service, wait_until
 
