@@ -744,7 +744,7 @@ def test_gzip_bomb_is_never_inflated_in_full() -> None:
     import tracemalloc
     import zlib
 
-    from collector.receivers.forward.receiver import ProtocolError, gunzip_members
+    from collector.receivers.forward.protocol import ProtocolError, gunzip_members
 
     deflater = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
     zeros = bytes(1024 * 1024)
