@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import ssl
-import time
 from asyncio import sslproto
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, cast
 
 from prometheus_client import Counter
 
-# A repeated wrong protocol is logged at most once per this many seconds per kind (all are counted).
-LOG_INTERVAL: Final = 10.0
+from collector.core.problem_log import LOG_INTERVAL, RateLimitedLog, not_logged
+
 # The longest prefix needed to decide: "OPTIONS " and "CONNECT " are 8 bytes.
 SNIFF_BYTES: Final = 8
 
@@ -88,20 +86,13 @@ class WrongProtocolLog:
     ) -> None:
         self._counter = errors.labels(component_id, "wrong_protocol")
         self._log = logger
-        self._interval = interval
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
+        self._limit = RateLimitedLog(interval)
 
     def report(self, peer: str, looks: str, advice: str) -> None:
         self._counter.inc()
-        now = time.monotonic()
-        if now - self._last.get(looks, -math.inf) < self._interval:
-            self._quiet[looks] = self._quiet.get(looks, 0) + 1
-            return
-        self._last[looks] = now
-        quiet = self._quiet.pop(looks, 0)
-        more = f" ({quiet} more like it not logged)" if quiet else ""
-        self._log.warning("closed a connection from %s: %s%s", peer, advice, more)
+        due, quiet = self._limit.due(looks)
+        if due:
+            self._log.warning("closed a connection from %s: %s%s", peer, advice, not_logged(quiet))
 
 
 class ProtocolGuard:

@@ -38,12 +38,9 @@ from collector.core.service import Service
 from collector.core.telemetry import Telemetry
 from collector.discovery import TargetSpec
 from collector.receivers.prometheus_scrape import receiver as prometheus_scrape
-from collector.receivers.prometheus_scrape.receiver import (
-    ACCEPT,
-    NO_RECORDED_VALUE,
-    PrometheusScrapeConfig,
-    PrometheusScrapeReceiver,
-)
+from collector.receivers.prometheus_scrape.config import PrometheusScrapeConfig
+from collector.receivers.prometheus_scrape.receiver import PrometheusScrapeReceiver
+from collector.receivers.prometheus_scrape.target import ACCEPT, NO_RECORDED_VALUE
 from tests.doubles.kube_apiserver import KubeAPIServer, make_pod
 from tests.real_services import local_process
 from tests.support import free_port, metric_value, running_service, wait_until
