@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 import msgpack
 
+from collector.core.retry_after import parse_retry_after
+
 log = logging.getLogger("burnline.demo")
 
 ACK_TIMEOUT = 10.0
@@ -166,8 +168,5 @@ class OtlpHttpClient:
 
 
 def _retry_after(value: str | None) -> float:
-    try:
-        seconds = float(value) if value else 0.5
-    except ValueError:
-        seconds = 0.5
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+    seconds = parse_retry_after(value, maximum=MAX_RETRY_AFTER)
+    return 0.5 if seconds is None else seconds
