@@ -184,12 +184,12 @@ def _http2_frame(kind: int, payload: bytes) -> bytes:
     return len(payload).to_bytes(3, "big") + bytes((kind, 0)) + b"\x00\x00\x00\x00" + payload
 
 
-def _peer(transport: asyncio.BaseTransport) -> str:
-    addr = transport.get_extra_info("peername")
+def peer_address(addr: Any, unknown: str = "an unknown peer") -> str:
+    """A connection's ``peername`` as host:port ([host]:port for IPv6), ``unknown`` without one."""
     if isinstance(addr, tuple) and len(addr) >= 2:
         host = str(addr[0])
         return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr or "an unknown peer")
+    return str(addr or unknown)
 
 
 def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
@@ -249,7 +249,7 @@ class SniffingProtocol(asyncio.Protocol):
             return
         problem = self._guard.problem(looks)
         if problem is not None:
-            self._guard.report.report(_peer(transport), looks, problem)
+            self._guard.report.report(peer_address(transport.get_extra_info("peername")), looks, problem)
             self._decided()
             self._buffer = b""
             self._transport = None  # what else the client sends is not read

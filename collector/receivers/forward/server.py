@@ -7,6 +7,7 @@ import socket
 from typing import Any, cast
 
 from collector.receivers.forward.protocol import READ_SIZE
+from collector.receivers.protocol_sniff import peer_address
 
 # A client that stops reading its acks must not hold a connection (and a batch) forever.
 WRITE_TIMEOUT = 30.0
@@ -36,11 +37,7 @@ class Connection:
 
 
 def peer_name(writer: asyncio.StreamWriter) -> str:
-    addr = writer.get_extra_info("peername")
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host = str(addr[0])
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return str(addr or "unknown peer")
+    return peer_address(writer.get_extra_info("peername"), "unknown peer")
 
 
 def keepalive(writer: asyncio.StreamWriter) -> None:
