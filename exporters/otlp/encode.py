@@ -28,138 +28,21 @@ protobuf runtime that is several times faster than building sub-messages and cop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
-from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from collector.core.model import Exemplar, LogRecord, MetricKind, MetricPoint, Scope, Span, SpanLink
-
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-TRACE_ID_HEX = 32
-SPAN_ID_HEX = 16
+from collector.core.model import LogRecord, MetricPoint, Scope, Span, SpanLink
+from exporters.otlp.encode_metrics import METRIC_KINDS, metric_key, new_metric
+from exporters.otlp.encode_values import EncodeError, put_attributes, put_value, span_id_bytes, trace_id_bytes
 
 T = TypeVar("T")
 Rejected = list[tuple[Any, str]]
-
-
-class EncodeError(ValueError):
-    """A record cannot be encoded as OTLP (bad id, a time that is not Unix nanoseconds, ...)."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Values
-
-
-def _safe_text(text: str) -> str:
-    """Text with lone surrogates as U+FFFD. Surrogates from ``surrogateescape`` decoding stand for
-    the undecodable bytes: restored and replaced one for one."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        raw = text.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "replace")
-
-
-def put_value(target: AnyValue, value: Any) -> None:
-    """Sets ``target`` (an empty AnyValue) to ``value``; None leaves it empty but present."""
-    kind = type(value)
-    if kind is str:
-        try:
-            target.string_value = value
-        except UnicodeEncodeError:
-            target.string_value = _safe_text(value)
-    elif kind is bool:
-        target.bool_value = value
-    elif kind is int:
-        if _INT64_MIN <= value <= _INT64_MAX:
-            target.int_value = value
-        else:
-            target.string_value = str(value)
-    elif kind is float:
-        target.double_value = value
-    elif value is None:
-        target.SetInParent()
-    else:
-        _put_other_value(target, value)
-
-
-def _put_other_value(target: AnyValue, value: Any) -> None:
-    """Containers, bytes and subclasses of the plain types (IntEnum, StrEnum, ...)."""
-    if isinstance(value, bool):
-        target.bool_value = bool(value)
-    elif isinstance(value, int):
-        put_value(target, int(value))
-    elif isinstance(value, float):
-        target.double_value = float(value)
-    elif isinstance(value, str):
-        put_value(target, str.__str__(value))
-    elif isinstance(value, bytes | bytearray | memoryview):
-        target.bytes_value = bytes(value)
-    elif isinstance(value, Mapping):
-        kvlist = target.kvlist_value
-        kvlist.SetInParent()
-        put_attributes(kvlist.values, value)
-    elif isinstance(value, list | tuple | set | frozenset):
-        array = target.array_value
-        array.SetInParent()
-        add = array.values.add
-        for item in value:
-            put_value(add(), item)
-    else:
-        put_value(target, str(value))
-
-
-def put_attributes(target: Any, attributes: Mapping[Any, Any]) -> None:
-    """Appends ``attributes`` as KeyValues to the repeated field ``target``."""
-    add = target.add
-    for key, value in attributes.items():
-        kv = add()
-        try:
-            kv.key = key
-        except (TypeError, UnicodeEncodeError):
-            kv.key = _safe_text(str(key))
-        # The plain scalar types inline: this loop is where encoding spends most of its time.
-        kind = type(value)
-        if kind is str:
-            try:
-                kv.value.string_value = value
-            except UnicodeEncodeError:
-                kv.value.string_value = _safe_text(value)
-        elif kind is bool:
-            kv.value.bool_value = value
-        elif kind is int and _INT64_MIN <= value <= _INT64_MAX:
-            kv.value.int_value = value
-        elif kind is float:
-            kv.value.double_value = value
-        else:
-            put_value(kv.value, value)
-
-
-def _id_bytes(hex_id: str, digits: int, what: str, required: bool) -> bytes:
-    if not hex_id:
-        if required:
-            raise EncodeError(f"{what} is empty")
-        return b""
-    if len(hex_id) != digits:
-        raise EncodeError(f"{what} {hex_id!r} is not {digits} hex digits")
-    try:
-        return bytes.fromhex(hex_id)
-    except (ValueError, TypeError) as exc:
-        raise EncodeError(f"{what} {hex_id!r} is not hex") from exc
-
-
-def trace_id_bytes(hex_id: str, required: bool = True) -> bytes:
-    return _id_bytes(hex_id, TRACE_ID_HEX, "trace_id", required)
-
-
-def span_id_bytes(hex_id: str, required: bool = True) -> bytes:
-    return _id_bytes(hex_id, SPAN_ID_HEX, "span_id", required)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -447,136 +330,6 @@ def logs_to_proto(records: Sequence[LogRecord], rejected: Rejected | None = None
 # Metrics
 
 
-def _metric_key(point: MetricPoint) -> tuple[str, str, str, str, int, bool]:
-    kind = point.kind
-    temporality, monotonic = 0, False
-    if kind == MetricKind.SUM:
-        temporality, monotonic = int(point.temporality), bool(point.monotonic)
-    elif kind in (MetricKind.HISTOGRAM, MetricKind.EXPONENTIAL_HISTOGRAM):
-        temporality = int(point.temporality)
-    return (point.name, str(kind), point.unit, point.description, temporality, monotonic)
-
-
-def _put_number(pb: Any, value: float | int | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, int):  # bool too: a boolean gauge is 0 or 1
-        pb.as_int = int(value)
-    else:
-        pb.as_double = value
-
-
-def _put_exemplars(target: Any, exemplars: list[Exemplar]) -> None:
-    add = target.add
-    for exemplar in exemplars:
-        ex = add()
-        if exemplar.filtered_attributes:
-            put_attributes(ex.filtered_attributes, exemplar.filtered_attributes)
-        ex.time_unix_nano = exemplar.time_unix_nano
-        _put_number(ex, exemplar.value)
-        if exemplar.span_id:
-            ex.span_id = span_id_bytes(exemplar.span_id)
-        if exemplar.trace_id:
-            ex.trace_id = trace_id_bytes(exemplar.trace_id)
-
-
-def _put_point_common(pb: Any, point: MetricPoint) -> None:
-    if point.attributes:
-        put_attributes(pb.attributes, point.attributes)
-    if point.start_time_unix_nano:
-        pb.start_time_unix_nano = point.start_time_unix_nano
-    pb.time_unix_nano = point.time_unix_nano
-    if point.flags:
-        pb.flags = point.flags
-
-
-def _fill_number(pb: Any, point: MetricPoint) -> None:
-    _put_point_common(pb, point)
-    _put_number(pb, point.value)
-    if point.exemplars:
-        _put_exemplars(pb.exemplars, point.exemplars)
-
-
-def _fill_histogram(pb: Any, point: MetricPoint) -> None:
-    _put_point_common(pb, point)
-    pb.count = point.count
-    if point.sum is not None:
-        pb.sum = point.sum
-    pb.bucket_counts.extend(point.bucket_counts)
-    pb.explicit_bounds.extend(point.explicit_bounds)
-    if point.exemplars:
-        _put_exemplars(pb.exemplars, point.exemplars)
-    if point.min is not None:
-        pb.min = point.min
-    if point.max is not None:
-        pb.max = point.max
-
-
-def _fill_exponential_histogram(pb: Any, point: MetricPoint) -> None:
-    _put_point_common(pb, point)
-    pb.count = point.count
-    if point.sum is not None:
-        pb.sum = point.sum
-    pb.scale = point.scale
-    pb.zero_count = point.zero_count
-    positive, negative = pb.positive, pb.negative
-    positive.SetInParent()
-    negative.SetInParent()
-    positive.offset = point.positive_offset
-    positive.bucket_counts.extend(point.positive_bucket_counts)
-    negative.offset = point.negative_offset
-    negative.bucket_counts.extend(point.negative_bucket_counts)
-    if point.exemplars:
-        _put_exemplars(pb.exemplars, point.exemplars)
-    if point.min is not None:
-        pb.min = point.min
-    if point.max is not None:
-        pb.max = point.max
-    if point.zero_threshold:
-        pb.zero_threshold = point.zero_threshold
-
-
-def _fill_summary(pb: Any, point: MetricPoint) -> None:
-    _put_point_common(pb, point)
-    pb.count = point.count
-    pb.sum = point.sum if point.sum is not None else 0.0
-    add = pb.quantile_values.add
-    for quantile, value in point.quantiles:
-        q = add()
-        q.quantile = quantile
-        q.value = value
-
-
-# kind -> (Metric's oneof field, data point filler)
-_METRIC_KINDS: dict[str, tuple[str, Callable[[Any, MetricPoint], None]]] = {
-    MetricKind.GAUGE: ("gauge", _fill_number),
-    MetricKind.SUM: ("sum", _fill_number),
-    MetricKind.HISTOGRAM: ("histogram", _fill_histogram),
-    MetricKind.EXPONENTIAL_HISTOGRAM: ("exponential_histogram", _fill_exponential_histogram),
-    MetricKind.SUMMARY: ("summary", _fill_summary),
-}
-
-
-def _new_metric(container: Any, point: MetricPoint, field: str) -> Any:
-    """The Metric message for the first point of a series group, its kind's data container."""
-    metric: metrics_pb2.Metric = container.metrics.add()
-    metric.name = point.name
-    if point.description:
-        metric.description = point.description
-    if point.unit:
-        metric.unit = point.unit
-    if point.metadata:
-        put_attributes(metric.metadata, point.metadata)
-    data = getattr(metric, field)
-    data.SetInParent()
-    if field == "sum":
-        data.aggregation_temporality = point.temporality
-        data.is_monotonic = bool(point.monotonic)
-    elif field in ("histogram", "exponential_histogram"):
-        data.aggregation_temporality = point.temporality
-    return data
-
-
 def metrics_to_proto(
     points: Sequence[MetricPoint], rejected: Rejected | None = None
 ) -> ExportMetricsServiceRequest:
@@ -589,7 +342,7 @@ def metrics_to_proto(
     metrics: dict[tuple[int, tuple[str, str, str, str, int, bool]], Any] = {}
 
     def encode_one(point: MetricPoint) -> None:
-        known = _METRIC_KINDS.get(point.kind)
+        known = METRIC_KINDS.get(point.kind)
         if known is None:
             raise EncodeError(f"unknown metric kind {point.kind!r}")
         field, fill = known
@@ -599,12 +352,12 @@ def metrics_to_proto(
             point.resource_dropped_attributes_count,
             point.scope,
         )
-        key = (id(container), _metric_key(point))
+        key = (id(container), metric_key(point))
         data = metrics.get(key)
         created = data is None
         try:
             if data is None:
-                data = _new_metric(container, point, field)
+                data = new_metric(container, point, field)
             _filled(data.data_points, fill, point)
         except (_Partial, ValueError, TypeError, OverflowError, AttributeError, RecursionError):
             if created:  # the metric was made for this point alone (added last): it goes too

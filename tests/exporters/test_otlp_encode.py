@@ -29,7 +29,8 @@ from collector.core.model import (
     StatusCode,
     Temporality,
 )
-from exporters.otlp.encode import EncodeError, logs_to_proto, metrics_to_proto, put_value, spans_to_proto
+from exporters.otlp.encode import logs_to_proto, metrics_to_proto, spans_to_proto
+from exporters.otlp.encode_values import EncodeError, put_value
 
 T0 = 1_714_564_800_123_456_789
 TRACE = "5b8efff798038103d269b633813fc60c"
