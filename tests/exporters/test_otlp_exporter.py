@@ -18,17 +18,14 @@ from pydantic import ValidationError
 import exporters.otlp.exporter  # noqa: F401  (registers the "otlp" exporter type)
 from collector.core.component import ComponentContext, PermanentExportError, RetryableExportError, registered
 from collector.core.model import Batch, LogRecord, Scope, Signal, Span
+from collector.core.retry_after import parse_retry_after
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.deadletter import DeadLetter
 from collector.exporterhelper.queue import MemoryQueue
 from collector.exporterhelper.sender import QueueSender
 from exporters.otlp.encode import spans_to_proto
-from exporters.otlp.exporter import (
-    OTLPExporter,
-    OTLPExporterConfig,
-    classify_grpc_error,
-    parse_retry_after,
-)
+from exporters.otlp.exporter import OTLPExporter, OTLPExporterConfig
+from exporters.otlp.grpc_client import classify_grpc_error
 from tests.doubles.otlp_endpoint import OTLPEndpointDouble
 from tests.exporters.test_otlp_encode import (
     decode_logs,
