@@ -11,13 +11,8 @@ from prometheus_client import generate_latest as text_exposition
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_exposition
 
 from collector.core.model import MetricKind, MetricPoint, Scope, Temporality
-from collector.normalize.prometheus import (
-    ExpositionError,
-    is_openmetrics,
-    merge_labels,
-    parse_exposition,
-    timestamp_ns,
-)
+from collector.normalize.prometheus import ExpositionError, is_openmetrics, parse_exposition
+from collector.normalize.prometheus_families import merge_labels, timestamp_ns
 
 SCRAPE_NS = 1_700_000_000_123_456_789
 TARGET = {"job": "api", "instance": "10.0.0.1:9100"}
