@@ -49,6 +49,7 @@ _NUMBER = re.compile(r"\s*(\d+)(?:\.(\d*))?\s*")
 
 
 def bad(reason: str, detail: str) -> Rejected:
+    """A 400 answer: the body is not what Fluent Bit sends (``reason`` labels the counter)."""
     return Rejected(400, reason, detail)
 
 
