@@ -22,12 +22,8 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.core.model import Signal
-from collector.normalize.otlp import (
-    Rejections,
-    logs_from_proto,
-    metrics_from_proto,
-    spans_from_proto,
-)
+from collector.normalize.otlp import logs_from_proto, metrics_from_proto, spans_from_proto
+from collector.normalize.otlp_values import Rejections
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

@@ -39,7 +39,8 @@ from collector.httpserver.answers import Rejected
 from collector.httpserver.auth import HTTPAuth
 from collector.httpserver.body import inflate
 from collector.httpserver.server import start_receiver_server
-from collector.normalize.otlp import InvalidRequest, Rejections, parse_json_request, parse_proto_request
+from collector.normalize.otlp import InvalidRequest, parse_json_request, parse_proto_request
+from collector.normalize.otlp_values import Rejections
 from collector.receivers.otlp.config import GRPCServerConfig, HTTPServerConfig, OTLPReceiverConfig
 from collector.receivers.otlp.grpc import grpc_server, serve
 from collector.receivers.otlp.http import OTLPHTTP

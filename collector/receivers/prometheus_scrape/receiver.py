@@ -65,7 +65,8 @@ from collector.core.model import Batch, MetricKind, MetricPoint, Signal, Tempora
 from collector.core.problem_log import RateLimitedLog
 from collector.discovery import TargetSource, TargetSpec
 from collector.discovery.kubernetes import KubernetesPodDiscovery
-from collector.normalize.prometheus import Exposition, ExpositionError, is_openmetrics, parse_exposition
+from collector.normalize.prometheus import is_openmetrics, parse_exposition
+from collector.normalize.prometheus_families import Exposition, ExpositionError
 from collector.receivers.prometheus_scrape.config import KubernetesPodsConfig, PrometheusScrapeConfig
 from collector.receivers.prometheus_scrape.fetch import connection_reason, read_body
 from collector.receivers.prometheus_scrape.target import (
