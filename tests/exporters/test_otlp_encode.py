@@ -1,4 +1,4 @@
-"""Model -> OTLP encoding (exporters/otlp_encode.py): every field, every value type, grouping.
+"""Model -> OTLP encoding (exporters/otlp/encode.py): every field, every value type, grouping.
 
 The decoders at the top turn OTLP messages back into model objects, independently of the receiver's
 decoding, so that ``decode(parse(serialize(encode(x)))) == x`` checks every field at once; the
