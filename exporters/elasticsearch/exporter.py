@@ -105,6 +105,7 @@ class _Unavailable(Exception):
     """The cluster could not be reached (or answered 429/5xx) while getting ready."""
 
 
+# ---------------------------------------------------------------------------------------------------
 # The exporter
 
 
