@@ -66,6 +66,9 @@ _BY_NAME: Final[dict[str, int]] = {
     "emergency": FATAL,
 }
 
+# Every level name read here, lower case, lowest severity first: the names the status API accepts.
+LEVEL_NAMES: Final[tuple[str, ...]] = tuple(_BY_NAME)
+
 # The same names as loggers print them, so the common case is one dict lookup without lower().
 _BY_TEXT: Final[dict[str, int]] = {
     spelling: number
@@ -141,6 +144,15 @@ def severity_from_text(text: str) -> tuple[int, str]:
             shift = int(offset) if sign == "+" else -int(offset)
             return min(max(_SLOG_BASES[base] + shift, 1), _MAX_SEVERITY), text
     return UNKNOWN
+
+
+_RANGE_STARTS: Final = frozenset(int(level) for level in Severity if level)
+
+
+def range_start_name(number: int) -> str:
+    """``ERROR`` for the first number of a range (17), "" for any other (``crit`` is 18, inside ERROR's
+    range): how a minimum severity is written back as a name that reads back to the same number."""
+    return severity_name(number) if number in _RANGE_STARTS else ""
 
 
 def severity_from_number(value: int) -> tuple[int, str]:

@@ -12,8 +12,8 @@ from typing import ClassVar
 from pydantic import Field, field_serializer, field_validator
 
 from collector.core.component import ComponentConfig, Processor, register
-from collector.core.model import Batch, Severity, severity_name
-from collector.normalize.severity import severity_from_text
+from collector.core.model import Batch
+from collector.normalize.severity import range_start_name, severity_from_text
 
 
 class FilterConfig(ComponentConfig):
@@ -41,9 +41,8 @@ class FilterConfig(ComponentConfig):
     def _severity_as_name(self, value: int | None) -> str | int | None:
         # A range's first number by its name (`info`), others (`crit` is 18) as the number: either
         # reads back to the same severity.
-        if value is not None and value in set(Severity) - {Severity.UNSPECIFIED}:
-            return severity_name(value).lower()
-        return value
+        name = range_start_name(value) if value is not None else ""
+        return name.lower() if name else value
 
     @field_validator("drop_if_matches")
     @classmethod

@@ -14,7 +14,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from collector.core.model import Severity, severity_name
+from collector.core.model import severity_name
+from collector.normalize.severity import range_start_name
 from collector.query.filters import LogQuery, log_filters
 from collector.query.format import (
     PLAIN,
@@ -223,10 +224,7 @@ def _level_filter(number: int | None) -> str | None:
     """``ERROR`` for a range's first number, else the number (``crit`` is 18, inside ERROR's range)."""
     if number is None:
         return None
-    return severity_name(number) if number in _RANGE_STARTS else str(number)
-
-
-_RANGE_STARTS = frozenset(int(level) for level in Severity if level)
+    return range_start_name(number) or str(number)
 
 
 def run(args: argparse.Namespace) -> int:

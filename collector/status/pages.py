@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from collector.core.model import Severity
 from collector.query.format import format_duration, iso_time
 from collector.slo.policy import window_seconds
 from collector.status import history
@@ -48,7 +49,8 @@ from collector.status.store import (
     trace_query,
 )
 
-LEVEL_CHOICES = ("", "debug", "info", "warn", "error", "fatal")
+# The severity ranges by name, but TRACE (the lowest: every record); "" is any level.
+LEVEL_CHOICES = ("", *(level.name.lower() for level in Severity if level > Severity.TRACE))
 
 
 def html_response(body: str, status: int = 200) -> web.Response:
@@ -314,7 +316,7 @@ def log_table(logs: list[dict[str, Any]]) -> str:
     rows = []
     for rec in logs:
         level = str(rec.get("level", ""))
-        level_css = "error-level" if rec.get("severity_number", 0) >= 17 else ""
+        level_css = "error-level" if rec.get("severity_number", 0) >= Severity.ERROR else ""
         trace = rec.get("trace_id") or ""
         trace_cell = f"<td>{link('/status/traces/' + trace, trace[:16])}</td>" if trace else "<td></td>"
         rows.append(

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import orjson
 
 from collector.config.types import parse_duration
+from collector.normalize.severity import LEVEL_NAMES
 from collector.query.filters import LogQuery, TraceQuery
 from collector.query.filters import parse_level as _parse_level
 from collector.query.logs import format_json, recent, trace_log_rows
@@ -45,7 +46,7 @@ TIME_PATTERN = (
 )
 MIN_DURATION_PATTERN = r"^" + _DURATION + r"$"
 TRACE_ID_PATTERN = r"^[0-9a-fA-F]{1,32}$"
-LEVELS = ("trace", "debug", "info", "notice", "warn", "warning", "error", "crit", "critical", "fatal")
+LEVELS = LEVEL_NAMES  # every name ingest reads (lower case), so `level=crit` means a record's `crit`
 BOOLEANS = {"true": True, "false": False}
 
 LOG_PARAMS = ("since", "until", "service", "namespace", "pod", "level", "q", "trace_id", "limit")

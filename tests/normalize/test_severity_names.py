@@ -1,5 +1,6 @@
 """One table of level names: a spelling means the same severity in a record (ingest), in the
-``filter`` processor's ``min_severity`` and in ``burnline logs --level`` (issue 9 item 4).
+``filter`` processor's ``min_severity``, in ``burnline logs --level`` (issue 9 item 4) and in the
+status page and API's ``level`` parameter.
 
 The spellings come from collector/normalize/severity.py's own table, so a name added there is
 checked here too.
@@ -17,16 +18,26 @@ import tests.support  # noqa: F401  (registers the `inject` receiver the config 
 from collector.cli import main
 from collector.config import parse_config
 from collector.core.component import ComponentContext
-from collector.core.model import Batch, LogRecord, Signal
+from collector.core.model import Batch, LogRecord, Severity, Signal
 from collector.core.telemetry import Telemetry
 from collector.normalize import severity
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
 from collector.processors.filter import FilterProcessor
+from collector.status.pages import LEVEL_CHOICES
+from collector.status.store import LEVELS, ParamError, log_query
 from exporters.local.exporter import RetentionConfig, StoreWriter
 
 NAMES: dict[str, int] = dict(severity._BY_NAME)  # the table ingest reads
 # Every name as loggers print it: lower, UPPER and Capitalized.
 SPELLINGS = sorted({form for name in NAMES for form in (name, name.upper(), name.capitalize())})
+# Go slog's offsets from each base name it has, both ways, as slog prints them and lower case.
+SLOG_SPELLINGS = sorted(
+    f"{form}{sign}{offset}"
+    for base in severity._SLOG_BASES
+    for form in (base, base.upper())
+    for sign in "+-"
+    for offset in (1, 2)
+)
 NOW = 1_795_993_008_000_000_000
 
 
@@ -92,11 +103,32 @@ def test_a_spelling_means_one_severity_everywhere(
     assert shown == list(range(number, 25))
 
 
-@pytest.mark.parametrize("spelling", ["INFO+2", "warn-1"])
-def test_slog_offsets_agree_too(spelling: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("spelling", SLOG_SPELLINGS)
+def test_slog_offsets_agree_too(
+    spelling: str, tmp_path: Path, every_severity: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     number = ingested_severity(spelling)
     assert number > 0
     assert filter_processor(spelling, tmp_path).config.min_severity == number
+    assert main(["logs", "--db", str(every_severity), "--since", "2026-01-01T00:00:00Z", "-n", "0",
+                 "--json", "--level", spelling]) == 0  # fmt: skip
+    shown = [orjson.loads(line)["severity_number"] for line in capsys.readouterr().out.splitlines()]
+    assert shown == list(range(number, 25))
+
+
+def test_the_status_api_reads_every_name_of_the_table() -> None:
+    # The API's level parameter is an enum (OpenAPI): every name of the table, in lower case.
+    assert tuple(LEVELS) == tuple(NAMES)
+    for name, number in NAMES.items():
+        assert ingested_severity(name) == number
+        assert log_query({"level": name}, NOW).min_severity == number
+
+
+def test_the_status_page_offers_the_severity_ranges() -> None:
+    offered = [choice for choice in LEVEL_CHOICES if choice]
+    assert offered == [level.name.lower() for level in Severity if level > Severity.TRACE]
+    for choice in offered:
+        assert NAMES[choice] == Severity[choice.upper()]
 
 
 def test_unknown_names_are_refused_alike(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,3 +140,5 @@ def test_unknown_names_are_refused_alike(tmp_path: Path, capsys: pytest.CaptureF
 
     with pytest.raises(ConfigError, match=r"processors\.filter\.min_severity: unknown severity 'loud'"):
         filter_processor("loud", tmp_path)
+    with pytest.raises(ParamError, match="'loud' is not a level"):
+        log_query({"level": "loud"}, NOW)
