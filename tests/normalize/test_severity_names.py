@@ -23,8 +23,8 @@ from collector.core.telemetry import Telemetry
 from collector.normalize import severity
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
 from collector.processors.filter import FilterProcessor
-from collector.status.pages import LEVEL_CHOICES
 from collector.status.store import LEVELS, ParamError, log_query
+from collector.status.store_html import LEVEL_CHOICES
 from exporters.local.exporter import RetentionConfig, StoreWriter
 
 NAMES: dict[str, int] = dict(severity._BY_NAME)  # the table ingest reads
