@@ -25,7 +25,7 @@ from collector.query.filters import LogQuery, TraceQuery
 from collector.query.filters import parse_level as _parse_level
 from collector.query.logs import format_json, recent, trace_log_rows
 from collector.query.spans import recent_traces, span_tree, trace_spans
-from collector.query.store import TRACES_SCHEMA_MIN, QueryError, open_reader
+from collector.query.store import LOGS_SCHEMA_MIN, TRACES_SCHEMA_MIN, QueryError, open_reader
 from collector.query.timespec import FORMS, parse_time
 from collector.query.traces import format_span_json
 
@@ -179,7 +179,7 @@ class LocalStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _open(self, min_version: int = 1) -> Any:
+    def _open(self, min_version: int = LOGS_SCHEMA_MIN) -> Any:
         try:
             return open_reader(self.path, min_version)
         except QueryError as exc:

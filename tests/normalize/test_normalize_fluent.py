@@ -942,12 +942,15 @@ def test_any_json_like_record_normalizes_without_raising(
     originals = copy.deepcopy(entries)
 
     out = normalize_fluent(TAG, entries, DEFAULT, OBSERVED)
+    # A record's own time field (``"time": 100000000000``) rightly replaces the entry's time; without
+    # time_keys every record keeps the time its entry came with.
+    entry_times = normalize_fluent(TAG, entries, FluentNormalizeConfig(time_keys=[]), OBSERVED)
 
     assert len(out) == len(entries)
     assert entries == originals or _has_nan(originals)
+    assert [record.time_unix_nano for record in entry_times] == [time_ns] * len(entries)
     for i, record in enumerate(out):
         assert isinstance(record, LogRecord)
-        assert record.time_unix_nano == time_ns
         assert record.observed_time_unix_nano == OBSERVED + i
         assert record.attributes["fluent.tag"] == TAG
         assert 0 <= record.severity_number <= 24
