@@ -35,7 +35,9 @@ from collector.core.model import Batch, LogRecord, Signal
 from collector.exporterhelper.batch_codec import CodecError
 from collector.exporterhelper.batch_codec import decode as decode_queued
 from collector.exporterhelper.batch_codec import encode as encode_queued
-from collector.httpserver.receiving import Rejected as HTTPRejected
+from collector.httpserver.answers import Rejected
+from collector.httpserver.answers import Rejected as HTTPRejected
+from collector.httpserver.body import decompress_snappy as decompress
 from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
 from collector.normalize.otlp import (
     InvalidRequest,
@@ -46,9 +48,10 @@ from collector.normalize.otlp import (
     parse_proto_request,
     spans_from_proto,
 )
-from collector.receivers.fluentbit_http.receiver import Rejected, decode_body
-from collector.receivers.forward.receiver import FrameStream, ProtocolError, decode_frame
-from collector.receivers.remote_write.receiver import Converter, FamilyTypes, decompress, parse_write_request
+from collector.receivers.fluentbit_http.decode import decode_body
+from collector.receivers.forward.protocol import FrameStream, ProtocolError, decode_frame
+from collector.receivers.remote_write.convert import Converter, parse_write_request
+from collector.receivers.remote_write.families import FamilyTypes
 
 LIMIT = 1 << 20
 OTLP: list[tuple[Any, Callable[..., Any]]] = [

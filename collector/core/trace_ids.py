@@ -17,3 +17,11 @@ def hex_id(value: Any, size: int) -> str:
     except ValueError:
         return ""
     return raw.hex() if len(raw) == size and any(raw) else ""
+
+
+def require_hex_id(value: Any, size: int, what: str) -> str:
+    """``hex_id`` for a value that must be an id: ValueError naming ``what`` when it is not one."""
+    text = hex_id(value, size)
+    if not text:
+        raise ValueError(f"{what} {value!r} is not {2 * size} hex digits (and not all zeros)")
+    return text

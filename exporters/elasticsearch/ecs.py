@@ -80,6 +80,7 @@ from typing import Any
 import orjson
 
 from collector.core.model import LogRecord, Scope, Span, SpanKind, StatusCode, severity_name
+from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES, require_hex_id
 from exporters.elasticsearch.ecs_fields import (
     DATASET_ATTRIBUTE,
     NAMESPACE_ATTRIBUTE,
@@ -410,19 +411,14 @@ class DocumentIds:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _hex_id(value: Any, digits: int, what: str) -> str:
-    text = value.lower() if isinstance(value, str) else ""
-    if len(text) != digits or text.strip("0123456789abcdef") or not text.strip("0"):
-        raise ValueError(f"{what} {value!r} is not {digits} hex digits (and not all zeros)")
-    return text
-
-
 def span_document_id(span: Span) -> str:
     """A span's ``_id``: its trace id and span id, lower-case hex (ValueError for invalid ids).
 
     Unique per span and the same however often the span is sent, so a retry answers 409.
     """
-    return _hex_id(span.trace_id, 32, "trace id") + _hex_id(span.span_id, 16, "span id")
+    return require_hex_id(span.trace_id, TRACE_ID_BYTES, "trace id") + require_hex_id(
+        span.span_id, SPAN_ID_BYTES, "span id"
+    )
 
 
 def document_ids(records: Iterable[LogRecord]) -> list[str]:

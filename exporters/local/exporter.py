@@ -33,12 +33,13 @@ from collector.core.component import (
     register,
 )
 from collector.core.model import Batch, Signal
+from exporters.json_values import to_json
 from exporters.local.config import DEFAULT_FILE_NAME, LocalConfig, RetentionConfig, store_path
-from exporters.local.rows import TABLES, to_json
+from exporters.local.rows import TABLES
 from exporters.local.schema import SCHEMA_VERSION, StoreError, schema_problem
 from exporters.local.writer import StoreWriter, WriteResult
 
-# Imported from here by other modules (the query side, the status page, the otlp exporter).
+# Imported from here by other modules (the query side, the status page).
 __all__ = [
     "DEFAULT_FILE_NAME",
     "SCHEMA_VERSION",
@@ -46,7 +47,6 @@ __all__ = [
     "RetentionConfig",
     "StoreWriter",
     "schema_problem",
-    "to_json",
 ]
 
 # Primary SQLite result codes (sqlite3 exceptions carry the extended code; the low byte is primary).

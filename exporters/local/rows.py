@@ -15,43 +15,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from collector.core.model import LogRecord, Signal, Span
-from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES, hex_id
-from collector.normalize.values import clean_value
+from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES, require_hex_id
+from exporters.json_values import to_json
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
-
-
-def to_json(value: Any, sort_keys: bool = False) -> str:
-    """JSON text for any attribute value; values JSON cannot hold become strings, never an error."""
-    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
-    try:
-        return orjson.dumps(value, default=_json_default, option=option).decode()
-    except TypeError:  # orjson.JSONEncodeError: lone surrogates, ints beyond 64 bits, odd keys
-        # The model's clean form (collector.normalize.values): every key kept as text (a bytes key
-        # must not vanish), no NaN (json.dumps would write the invalid token NaN).
-        try:
-            cleaned = clean_value(value)
-        except RecursionError:
-            cleaned = f"<value nested too deeply: {type(value).__name__}>"
-        text = json.dumps(cleaned, default=_json_default, sort_keys=sort_keys, ensure_ascii=False)
-        # Lone surrogates become "?": "\ud800" escapes would be JSON that strict parsers reject.
-        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _resource_key(text: str) -> int:
@@ -127,14 +99,6 @@ def _log_rows(records: Sequence[LogRecord], now_ns: int) -> Rows:
     return out
 
 
-def _hex_id(value: Any, size: int, what: str) -> str:
-    """A trace or span id as stored: lower-case hex of its full length, never all zeros."""
-    text = hex_id(value, size)
-    if not text:
-        raise ValueError(f"{what} {value!r} is not {2 * size} hex digits (and not all zeros)")
-    return text
-
-
 def _events_json(span: Span) -> str | None:
     if not span.events:
         return None
@@ -169,10 +133,12 @@ def _span_rows(spans: Sequence[Span], now_ns: int) -> Rows:
         try:
             if not isinstance(span, Span):
                 raise TypeError(f"expected a Span, got {type(span).__name__}")
-            trace_id = _hex_id(span.trace_id, TRACE_ID_BYTES, "trace id")
-            span_id = _hex_id(span.span_id, SPAN_ID_BYTES, "span id")
+            trace_id = require_hex_id(span.trace_id, TRACE_ID_BYTES, "trace id")
+            span_id = require_hex_id(span.span_id, SPAN_ID_BYTES, "span id")
             parent = (
-                _hex_id(span.parent_span_id, SPAN_ID_BYTES, "parent span id") if span.parent_span_id else None
+                require_hex_id(span.parent_span_id, SPAN_ID_BYTES, "parent span id")
+                if span.parent_span_id
+                else None
             )
             start = _record_time(span.start_time_unix_nano or span.end_time_unix_nano or now_ns)
             end = _record_time(span.end_time_unix_nano or start)

@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 
 from collector.cli import main
 from collector.core.service import Service
-from collector.query.local_store import LogQuery, format_json, format_text, open_reader, recent
+from collector.query.filters import LogQuery
+from collector.query.logs import format_json, format_text, recent
+from collector.query.store import open_reader
 from tests.forward_frames import ForwardClient, event_time, forward, message
 from tests.support import free_port, metric_value, running_service, wait_until
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from collector.core.model import Batch, Signal
-from collector.query.local_store import TRACES_SCHEMA_MIN
+from collector.query.store import TRACES_SCHEMA_MIN
 from exporters.local.exporter import LocalExporter
 from exporters.local.schema import APPLICATION_ID, SCHEMA_VERSION, StoreError
 from tests.exporters.local_support import NOW, SEC, TRACE, make_exporter, on_writer, pod, record, rows, span

@@ -98,7 +98,9 @@ def placeholder_types(problems: list[str]) -> set[str] | None:
         package = {"receivers": "collector/receivers", "exporters": "exporters"}.get(
             match.group(1), "collector/processors"
         )
-        if not (ROOT / package / f"{match.group(3)}.py").exists():
+        # A component is a module (processors) or a folder with a module per concept.
+        name = match.group(3)
+        if not ((ROOT / package / f"{name}.py").exists() or (ROOT / package / name).is_dir()):
             return None
         awaited.add(match.group(3))
     return awaited
