@@ -21,6 +21,7 @@ from collector.exporterhelper.request import ExportRequest
 from exporters.elasticsearch import ecs
 from exporters.elasticsearch.config import DataStreamConfig
 from exporters.elasticsearch.ecs_fields import AttributeFields, attribute_fields, utf8_safe
+from exporters.elasticsearch.log_source import ResourcePart, log_source
 
 
 @dataclass(slots=True, eq=False)
@@ -93,17 +94,35 @@ def _action_prefix(index: str) -> bytes:
 
 
 class _Encoding:
-    """What encoding one batch shares: the time, and each resource's fields computed once."""
+    """What encoding one batch shares: the time, and each resource's fields, log document part and
+    data stream computed once."""
 
     def __init__(self) -> None:
         self.now = time.time_ns()
-        self._resources: dict[int, tuple[Any, AttributeFields]] = {}
+        self._resources: dict[int, tuple[Any, ResourcePart]] = {}
 
-    def resource_fields(self, resource: Any) -> AttributeFields:
+    def resource_part(self, resource: Any) -> ResourcePart:
         held = self._resources.get(id(resource))
         if held is None or held[0] is not resource:
-            held = self._resources[id(resource)] = (resource, attribute_fields(resource))
+            held = self._resources[id(resource)] = (resource, ResourcePart(attribute_fields(resource)))
         return held[1]
+
+    def resource_fields(self, resource: Any) -> AttributeFields:
+        return self.resource_part(resource).fields
+
+    def route(self, attributes: Any, resource: Any, dataset: str, namespace: str) -> tuple[str, str]:
+        """``ecs.route``, once per resource for records whose own attributes choose no data stream."""
+        if _ROUTING_KEYS.isdisjoint(attributes):
+            routes = self.resource_part(resource).route
+            chosen = routes.get((dataset, namespace))
+            if chosen is None:
+                chosen = routes[dataset, namespace] = ecs.route(attributes, resource, dataset, namespace)
+            return chosen
+        return ecs.route(attributes, resource, dataset, namespace)
+
+
+# The attribute names ecs.route reads ("data_stream" as a map holding dataset or namespace).
+_ROUTING_KEYS = frozenset({"data_stream", "data_stream.dataset", "data_stream.namespace"})
 
 
 def _source(document: dict[str, Any]) -> bytes:
@@ -136,17 +155,17 @@ def encode_logs(
             if not isinstance(record, LogRecord):
                 raise TypeError(f"expected a LogRecord, got {type(record).__name__}")
             if data_stream.dynamic:
-                dataset, namespace = ecs.route(
+                dataset, namespace = encoding.route(
                     record.attributes, record.resource, default_dataset, default_namespace
                 )
             else:
                 dataset, namespace = default_dataset, default_namespace
             index = ecs.data_stream_name(ecs.LOGS, dataset, namespace)
             doc_id = assign_id(record)
-            document = ecs.log_document(
-                record, dataset, namespace, encoding.now, encoding.resource_fields(record.resource)
-            )
-            source = _source(document)
+            part = encoding.resource_part(record.resource)
+            source = log_source(record, dataset, namespace, encoding.now, part)
+            if source is None:  # what the splice cannot do (see log_source.py): the whole document
+                source = _source(ecs.log_document(record, dataset, namespace, encoding.now, part.fields))
         except _ENCODE_ERRORS as exc:
             failed.append((record, f"{type(exc).__name__}: {exc}"))
             continue

@@ -121,9 +121,9 @@ _SPAN_SEMCONV_TO_ECS = {
     "http.response.body.size": "http.response.encoded_body_size",
 }
 
-_RECORD_NAMESPACE = "attributes."
-_SCOPE_NAMESPACE = "scope.attributes."
-_RESOURCE_NAMESPACE = "resource.attributes."
+RECORD_NAMESPACE = "attributes."
+SCOPE_NAMESPACE = "scope.attributes."
+RESOURCE_NAMESPACE = "resource.attributes."
 
 # ---------------------------------------------------------------------------------------------------
 # Data stream names
@@ -203,17 +203,10 @@ def format_timestamp(unix_nano: int) -> str:
 # Documents
 
 
-def log_document(
-    record: LogRecord,
-    dataset: str,
-    namespace: str,
-    now_unix_nano: int | None = None,
-    resource_fields: AttributeFields | None = None,
+def own_log_fields(
+    record: LogRecord, dataset: str, namespace: str, now_unix_nano: int | None = None
 ) -> dict[str, Any]:
-    """The ECS document for one log record routed to ``logs-<dataset>-<namespace>``.
-
-    ``resource_fields`` is ``attribute_fields(record.resource)``, when the caller has it already.
-    """
+    """The fields a log record defines itself (see the module docstring), flat, in document order."""
     flat: dict[str, Any] = {}
     ts = record.time_unix_nano if record.time_unix_nano > 0 else record.observed_time_unix_nano
     if ts <= 0:
@@ -239,12 +232,26 @@ def log_document(
     flat["data_stream.dataset"] = dataset
     flat["data_stream.namespace"] = namespace
     flat["event.dataset"] = dataset
+    return flat
 
+
+def log_document(
+    record: LogRecord,
+    dataset: str,
+    namespace: str,
+    now_unix_nano: int | None = None,
+    resource_fields: AttributeFields | None = None,
+) -> dict[str, Any]:
+    """The ECS document for one log record routed to ``logs-<dataset>-<namespace>``.
+
+    ``resource_fields`` is ``attribute_fields(record.resource)``, when the caller has it already.
+    """
+    flat = own_log_fields(record, dataset, namespace, now_unix_nano)
     if resource_fields is None:
         resource_fields = attribute_fields(record.resource)
     place_attributes(
         flat,
-        ((_RECORD_NAMESPACE, attribute_fields(record.attributes)), (_RESOURCE_NAMESPACE, resource_fields)),
+        ((RECORD_NAMESPACE, attribute_fields(record.attributes)), (RESOURCE_NAMESPACE, resource_fields)),
     )
     return nest(flat)
 
@@ -337,10 +344,10 @@ def span_document(
 
     if resource_fields is None:
         resource_fields = attribute_fields(span.resource)
-    sources = [(_RECORD_NAMESPACE, attribute_fields(span.attributes, _SPAN_SEMCONV_TO_ECS))]
+    sources = [(RECORD_NAMESPACE, attribute_fields(span.attributes, _SPAN_SEMCONV_TO_ECS))]
     if scope is not None and scope.attributes:
-        sources.append((_SCOPE_NAMESPACE, attribute_fields(scope.attributes)))
-    sources.append((_RESOURCE_NAMESPACE, resource_fields))
+        sources.append((SCOPE_NAMESPACE, attribute_fields(scope.attributes)))
+    sources.append((RESOURCE_NAMESPACE, resource_fields))
     place_attributes(flat, sources)
     return nest(flat)
 

@@ -162,7 +162,7 @@ def utf8_safe(value: Any) -> Any:
     return value
 
 
-def _clean_key(key: Any) -> str:
+def clean_key(key: Any) -> str:
     text = key if isinstance(key, str) else key_text(key)
     if text and text[0] != "." and text[-1] != "." and ".." not in text and not text.isspace():
         return text
@@ -175,7 +175,7 @@ def flat_items(attributes: Mapping[Any, Any], prefix: str = "") -> Iterator[tupl
     for raw_key, value in attributes.items():
         if value is None:
             continue
-        key = _clean_key(raw_key)
+        key = clean_key(raw_key)
         if prefix:
             key = f"{prefix}.{key}"
         if isinstance(value, Mapping):
@@ -185,7 +185,7 @@ def flat_items(attributes: Mapping[Any, Any], prefix: str = "") -> Iterator[tupl
 
 
 @functools.lru_cache(maxsize=65536)
-def _ecs_name(key: str) -> str | None:
+def ecs_name(key: str) -> str | None:
     """The ECS name of a semantic-convention attribute, or None if it has none."""
     mapped = _SEMCONV_TO_ECS.get(key)
     if mapped is not None:
@@ -281,12 +281,12 @@ def attribute_fields(
     """
     if renames:
         return [
-            (key, renames.get(key) or _ecs_name(key), json_value(value))
+            (key, renames.get(key) or ecs_name(key), json_value(value))
             for key, value in flat_items(attributes)
             if key not in ROUTING_ATTRIBUTES
         ]
     return [
-        (key, _ecs_name(key), json_value(value))
+        (key, ecs_name(key), json_value(value))
         for key, value in flat_items(attributes)
         if key not in ROUTING_ATTRIBUTES
     ]
