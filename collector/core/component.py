@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -56,14 +56,19 @@ class ComponentContext:
     logger: logging.Logger
 
 
-class Component:
+# A component's config type: ``class ForwardReceiver(Receiver[ForwardConfig])`` types ``self.config``
+# without re-declaring it. A bare ``Receiver`` (the registry, tests) means any config.
+ConfigT = TypeVar("ConfigT", bound=ComponentConfig)
+
+
+class Component(Generic[ConfigT]):
     kind: ClassVar[str] = ""
     type_name: ClassVar[str] = ""
     config_model: ClassVar[type[ComponentConfig]] = ComponentConfig
     signals: ClassVar[frozenset[Signal]] = frozenset()
 
-    def __init__(self, config: Any, ctx: ComponentContext) -> None:
-        self.config = config
+    def __init__(self, config: ConfigT, ctx: ComponentContext) -> None:
+        self.config: ConfigT = config
         self.ctx = ctx
         self.id = ctx.id
         self.log = ctx.logger
@@ -75,12 +80,12 @@ class Component:
         """Release everything start() acquired. Called once, in reverse start order."""
 
 
-class Receiver(Component):
+class Receiver(Component[ConfigT]):
     """Accepts data from clients and hands batches to one consumer per signal."""
 
     kind = "receiver"
 
-    def __init__(self, config: Any, ctx: ComponentContext, consumers: dict[Signal, Consumer]) -> None:
+    def __init__(self, config: ConfigT, ctx: ComponentContext, consumers: dict[Signal, Consumer]) -> None:
         super().__init__(config, ctx)
         self.consumers = consumers
 
@@ -89,7 +94,7 @@ class Receiver(Component):
         return True
 
 
-class Processor(Component):
+class Processor(Component[ConfigT]):
     """Transforms whole batches in a pipeline, synchronously (no I/O on the hot path)."""
 
     kind = "processor"
@@ -137,7 +142,7 @@ class PermanentExportError(ExportError):
         self.reason = reason
 
 
-class Exporter(Component):
+class Exporter(Component[ConfigT]):
     """Delivers batches to a backend. The service feeds it through a queue and a sender.
 
     The sender turns each batch into the exporter's request once (``to_request``), then splits,
@@ -180,9 +185,9 @@ class Exporter(Component):
         return item
 
 
-C = TypeVar("C", bound=type[Component])
+C = TypeVar("C", bound=type[Component[Any]])
 
-_REGISTRY: dict[str, dict[str, type[Component]]] = {"receiver": {}, "processor": {}, "exporter": {}}
+_REGISTRY: dict[str, dict[str, type[Component[Any]]]] = {"receiver": {}, "processor": {}, "exporter": {}}
 
 
 def register(cls: C) -> C:
@@ -196,7 +201,7 @@ def register(cls: C) -> C:
     return cls
 
 
-def registered(kind: str) -> dict[str, type[Component]]:
+def registered(kind: str) -> dict[str, type[Component[Any]]]:
     # The list of built-in components lives outside the core (collector/components.py); the core
     # only learns of it here, when somebody asks what is registered.
     from collector.components import load_builtin_components

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from collector.core.component import Processor, Refused
 from collector.core.memory_limiter import MemoryLimiter
@@ -30,7 +31,7 @@ class Pipeline:
         self,
         pipeline_id: str,
         signal: Signal,
-        processors: list[Processor],
+        processors: list[Processor[Any]],
         queues: list[MemoryQueue],
         observers: list[Observer] | None = None,
     ):

@@ -70,11 +70,11 @@ class Service:
         self.config = config
         self.telemetry = telemetry or Telemetry()
         self.data_dir = Path(config.service.data_dir)
-        self.exporters: dict[str, Exporter] = {}
+        self.exporters: dict[str, Exporter[Any]] = {}
         self.senders: dict[str, QueueSender] = {}
         self.inlets: dict[str, ExporterInlet] = {}
-        self.processors: dict[str, Processor] = {}
-        self.receivers: dict[str, Receiver] = {}
+        self.processors: dict[str, Processor[Any]] = {}
+        self.receivers: dict[str, Receiver[Any]] = {}
         self.consumers: dict[str, dict[Signal, ReceiverConsumer]] = {}
         self.pipelines: dict[str, Pipeline] = {}
         # What each running component was started with: a reload compares the new config to this.
@@ -85,7 +85,7 @@ class Service:
         self._slo_persister: Persister | None = None
         self._slo_exposition: Any = None
         self._alertmanagers: AlertmanagerClient | None = None
-        self._started: list[Component] = []
+        self._started: list[Component[Any]] = []
         self._exporters_started = False
         self._stopped = asyncio.Event()
         self._stop_lock = asyncio.Lock()
@@ -253,7 +253,7 @@ class Service:
         for cid in self._used("processors"):
             self.processors[cid] = await self._start_processor(cid, self.config.processors[cid])
 
-    async def _start_processor(self, cid: str, cfg: Any) -> Processor:
+    async def _start_processor(self, cid: str, cfg: Any) -> Processor[Any]:
         cls = registered("processor")[type_of(cid)]
         processor = cls(cfg, self._ctx(cid, "processor"))
         assert isinstance(processor, Processor)
@@ -382,7 +382,7 @@ class Service:
         self._started.clear()
         return lost
 
-    async def _stop_one(self, component: Component) -> None:
+    async def _stop_one(self, component: Component[Any]) -> None:
         try:
             await component.stop()
         except Exception:

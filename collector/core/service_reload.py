@@ -83,7 +83,7 @@ class Reloader:
 
         # 1. What is new and may fail, before anything running changes.
         started: list[str] = []
-        new_processors: dict[str, Processor] = {}
+        new_processors: dict[str, Processor[Any]] = {}
         running_processors = dict(self.service.running["processors"])
         try:
             for cid in plan["exporters"].added:

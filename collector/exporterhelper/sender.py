@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from typing import Any
 
 from pydantic import Field
 
@@ -86,7 +87,9 @@ def split(batch: Batch, max_records: int, max_bytes: int) -> list[Batch]:
 class QueueSender:
     """Runs ``concurrency`` workers that take from the queue and export with retries."""
 
-    def __init__(self, exporter: Exporter, config: ExporterConfig, queue: MemoryQueue, telemetry: Telemetry):
+    def __init__(
+        self, exporter: Exporter[Any], config: ExporterConfig, queue: MemoryQueue, telemetry: Telemetry
+    ):
         self.exporter = exporter
         self.config = config
         self.queue = queue

@@ -33,7 +33,7 @@ class AttributesConfig(ComponentConfig):
 
 
 @register
-class AttributesProcessor(Processor):
+class AttributesProcessor(Processor[AttributesConfig]):
     type_name = "attributes"
     config_model = AttributesConfig
     mutates_data: ClassVar[bool] = True

@@ -56,7 +56,7 @@ class FilterConfig(ComponentConfig):
 
 
 @register
-class FilterProcessor(Processor):
+class FilterProcessor(Processor[FilterConfig]):
     type_name = "filter"
     config_model = FilterConfig
     mutates_data: ClassVar[bool] = False

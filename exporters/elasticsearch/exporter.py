@@ -110,12 +110,10 @@ class _Unavailable(Exception):
 
 
 @register
-class ElasticsearchExporter(Exporter):
+class ElasticsearchExporter(Exporter[ElasticsearchConfig]):
     type_name = "elasticsearch"
     config_model = ElasticsearchConfig
     signals = frozenset(ENCODERS)
-
-    config: ElasticsearchConfig
 
     def __init__(self, config: ElasticsearchConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)

@@ -54,7 +54,7 @@ _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5,
 
 
 @register
-class LocalExporter(Exporter):
+class LocalExporter(Exporter[LocalConfig]):
     """Writes batches into the embedded SQLite store that ``burnline logs`` and ``burnline traces`` read."""
 
     type_name = "local"

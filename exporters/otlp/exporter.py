@@ -110,14 +110,12 @@ class _Outcome:
 
 
 @register
-class OTLPExporter(Exporter):
+class OTLPExporter(Exporter[OTLPExporterConfig]):
     """Sends batches to an OTLP endpoint (Jaeger, an OpenTelemetry Collector, ...)."""
 
     type_name = "otlp"
     config_model = OTLPExporterConfig
     signals = frozenset({Signal.TRACES, Signal.LOGS, Signal.METRICS})
-
-    config: OTLPExporterConfig
 
     def __init__(self, config: OTLPExporterConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)

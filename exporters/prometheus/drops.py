@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from collector.core.component import Exporter
 from collector.core.model import Signal
 from collector.core.problem_log import RateLimitedLog
@@ -10,7 +12,7 @@ from collector.core.problem_log import RateLimitedLog
 class DropLog:
     """Counts dropped points by reason and logs each reason once per interval."""
 
-    def __init__(self, exporter: Exporter, interval: float = 60.0) -> None:
+    def __init__(self, exporter: Exporter[Any], interval: float = 60.0) -> None:
         self._exporter = exporter
         self._limit = RateLimitedLog(interval)
 

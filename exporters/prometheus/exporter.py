@@ -66,14 +66,12 @@ def accumulate(previous: MetricPoint | None, point: MetricPoint) -> MetricPoint:
 
 
 @register
-class PrometheusExporter(Exporter):
+class PrometheusExporter(Exporter[PrometheusExporterConfig]):
     """Keeps the latest point of each series and serves them on ``endpoint`` + ``path``."""
 
     type_name = "prometheus"
     config_model = PrometheusExporterConfig
     signals = frozenset({Signal.METRICS})
-
-    config: PrometheusExporterConfig
 
     def __init__(self, config: PrometheusExporterConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)

@@ -36,14 +36,12 @@ from exporters.prometheus_remote_write.encoding import Encoder, sample_count
 
 
 @register
-class PrometheusRemoteWriteExporter(Exporter):
+class PrometheusRemoteWriteExporter(Exporter[PrometheusRemoteWriteConfig]):
     """Pushes metric points to a remote-write endpoint (Prometheus, Mimir, Thanos, VictoriaMetrics)."""
 
     type_name = "prometheus_remote_write"
     config_model = PrometheusRemoteWriteConfig
     signals = frozenset({Signal.METRICS})
-
-    config: PrometheusRemoteWriteConfig
 
     def __init__(self, config: PrometheusRemoteWriteConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)

@@ -76,14 +76,12 @@ _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.]")
 
 
 @register
-class FluentBitHTTPReceiver(Receiver):
+class FluentBitHTTPReceiver(Receiver[FluentBitHTTPConfig]):
     """Receives Fluent Bit ``http`` output requests (json, json_lines, json_stream, msgpack, gelf)."""
 
     type_name = "fluentbit_http"
     config_model = FluentBitHTTPConfig
     signals = frozenset({Signal.LOGS})
-
-    config: FluentBitHTTPConfig
 
     def __init__(self, config: FluentBitHTTPConfig, ctx: ComponentContext, consumers: dict[Signal, Consumer]):
         super().__init__(config, ctx, consumers)

@@ -65,7 +65,7 @@ def _hexdigest(*parts: bytes) -> bytes:
 
 
 @register
-class ForwardReceiver(Receiver):
+class ForwardReceiver(Receiver[ForwardConfig]):
     type_name = "forward"
     config_model = ForwardConfig
     signals = frozenset({Signal.LOGS})

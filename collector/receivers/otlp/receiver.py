@@ -54,14 +54,12 @@ _SHUTDOWN_TIMEOUT = 10.0
 
 
 @register
-class OTLPReceiver(Receiver):
+class OTLPReceiver(Receiver[OTLPReceiverConfig]):
     """Receives OTLP over gRPC and HTTP (protobuf and JSON) for traces, logs and metrics."""
 
     type_name = "otlp"
     config_model = OTLPReceiverConfig
     signals = frozenset({Signal.TRACES, Signal.LOGS, Signal.METRICS})
-
-    config: OTLPReceiverConfig
 
     def __init__(self, config: OTLPReceiverConfig, ctx: ComponentContext, consumers: dict[Signal, Consumer]):
         super().__init__(config, ctx, consumers)

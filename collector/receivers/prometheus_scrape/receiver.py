@@ -109,14 +109,12 @@ class _Outcome:
 
 
 @register
-class PrometheusScrapeReceiver(Receiver):
+class PrometheusScrapeReceiver(Receiver[PrometheusScrapeConfig]):
     """Scrapes static and Kubernetes-discovered Prometheus targets into metric points."""
 
     type_name = "prometheus_scrape"
     config_model = PrometheusScrapeConfig
     signals = frozenset({Signal.METRICS})
-
-    config: PrometheusScrapeConfig
 
     def __init__(
         self, config: PrometheusScrapeConfig, ctx: ComponentContext, consumers: dict[Signal, Consumer]

@@ -80,14 +80,12 @@ def _message_type(content_type: str) -> str:
 
 
 @register
-class RemoteWriteReceiver(Receiver):
+class RemoteWriteReceiver(Receiver[RemoteWriteConfig]):
     """Receives Prometheus remote-write 1.0 requests."""
 
     type_name = "remote_write"
     config_model = RemoteWriteConfig
     signals = frozenset({Signal.METRICS})
-
-    config: RemoteWriteConfig
 
     def __init__(self, config: RemoteWriteConfig, ctx: ComponentContext, consumers: dict[Signal, Consumer]):
         super().__init__(config, ctx, consumers)
