@@ -16,7 +16,6 @@ from typing import Any
 
 import msgpack
 import orjson
-from collector.receivers.forward.protocol import FrameStream, ProtocolError, decode_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -39,6 +38,7 @@ from collector.normalize.otlp import (
     spans_from_proto,
 )
 from collector.receivers.fluentbit_http.decode import decode_body
+from collector.receivers.forward.protocol import FrameStream, ProtocolError, decode_frame
 from collector.receivers.remote_write.convert import Converter, parse_write_request
 from collector.receivers.remote_write.families import FamilyTypes
 from tests.forward_frames import ForwardClient, event_time, forward
