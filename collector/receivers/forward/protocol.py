@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import ormsgpack
 
 from collector.normalize.record_time import EventTime
 from collector.normalize.values import map_from_pairs
@@ -138,10 +139,52 @@ def _unpack_error(exc: Exception) -> str:
 def _unpack_packed(data: bytes) -> tuple[list[Any], ProtocolError | None]:
     """The entries of a PackedForward stream (decoded like frames: UTF-8, invalid bytes replaced),
     and what ended it early, if anything: the entries before a broken one are still good."""
+    fast = _unpack_entries_fast(data)
+    if fast is not None:
+        return fast, None
     try:
         return _unpack_entries(data, odd_keys=False)
     except TypeError:  # a map key Python cannot hash (a list or map): decode again, keys as text
         return _unpack_entries(data, odd_keys=True)
+
+
+def _fast_ext_hook(code: int, data: bytes) -> Any:
+    if code == -1:  # the msgpack timestamp, as msgpack-python decodes it by itself
+        return msgpack.Timestamp.from_bytes(data)
+    return _ext_hook(code, data)
+
+
+_ARRAY32 = struct.Struct(">BI")
+
+
+def _unpack_entries_fast(data: bytes) -> list[Any] | None:
+    """The entries of well-formed packed entries, decoded by ormsgpack (about twice as fast as
+    msgpack-python's Unpacker on Kubernetes records); None for anything else (invalid UTF-8, a map
+    key that is not a string, a truncated or broken entry), which the Unpacker then decodes or
+    explains exactly as before.
+
+    ormsgpack decodes one object, so the entries are counted first (skipping is cheap: nothing is
+    built) and read as one array of that many; the count covers every byte, so nothing is left out.
+    """
+    counter = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
+    counter.feed(data)
+    count = end = 0
+    try:
+        while True:
+            counter.skip()
+            count += 1
+            end = counter.tell()  # exact only right after a whole object
+    except msgpack.OutOfData:
+        pass
+    except Exception:
+        return None
+    if end != len(data) or count == 0:
+        return None
+    try:
+        items = ormsgpack.unpackb(_ARRAY32.pack(0xDD, count) + data, ext_hook=_fast_ext_hook)
+    except Exception:  # ormsgpack.MsgpackDecodeError and what an odd input may raise besides
+        return None
+    return items if type(items) is list and len(items) == count else None
 
 
 def _unpack_entries(data: bytes, odd_keys: bool) -> tuple[list[Any], ProtocolError | None]:
