@@ -73,7 +73,7 @@ from collector.normalize.severity import (
     severity_from_line,
     severity_from_syslog,
 )
-from collector.normalize.values import clean_map, clean_value
+from collector.normalize.values import clean_map, clean_value, is_clean
 
 DEFAULT_TIME_KEYS: Final = ("time", "timestamp", "@timestamp", "ts")
 
@@ -165,7 +165,7 @@ class _Mapper:
                 observed_time_unix_nano=observed,
             )
         # String keys, no NaN: what every exporter can write (a copy only when something changes).
-        attributes = dict(clean_map(record))
+        attributes = _clean_fields(record)
 
         stream = attributes.pop("stream", None)
         if "kubernetes" in attributes or "kubernetes_namespace" in attributes:
@@ -226,6 +226,26 @@ class _Mapper:
             span_id,
             observed,
         )
+
+
+# Fluent Bit's Kubernetes maps: every record of a pod repeats them, and they become the pod's shared
+# resource, so they are cleaned once per resource built (fluent_resource.py), not once per record.
+_RESOURCE_MAPS: Final = frozenset({"kubernetes", "kubernetes_namespace"})
+
+
+def _clean_fields(record: dict[Any, Any]) -> dict[str, Any]:
+    """A copy of ``record`` with string keys and clean values, its Kubernetes maps left as they came."""
+    for key, value in record.items():
+        if type(key) is not str:
+            break
+        kind = type(value)
+        if kind is str or (kind is dict and key in _RESOURCE_MAPS):
+            continue
+        if not is_clean(value):
+            break
+    else:
+        return dict(record)
+    return dict(clean_map(record))
 
 
 _BODY_KEYS: Final = ("log", "message", "msg", "MESSAGE")

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
+from collector.normalize.values import clean_map
+
 if TYPE_CHECKING:
     from collector.normalize.fluent import FluentNormalizeConfig
 
@@ -120,10 +122,12 @@ class Resources:
         try:
             entry = self._by_container.get(key)
         except TypeError:  # an unhashable value where a name belongs: build, do not cache
-            return _kubernetes_resource(source, namespace, self._config)
+            return _kubernetes_resource(clean_map(source), _clean_or_none(namespace), self._config)
         if entry is not None and entry[0] == kube and entry[1] == namespace:
             return entry[2]  # an equal copy: maps decoded from msgpack are new objects per record
-        entry = (kube, namespace, _kubernetes_resource(source, namespace, self._config))
+        # The maps come as the client sent them (see fluent._clean_fields): cleaned here, once.
+        resource = _kubernetes_resource(clean_map(source), _clean_or_none(namespace), self._config)
+        entry = (kube, namespace, resource)
         self._by_container[key] = entry
         # The entry holds kube, so its id cannot be reused by another map within the batch.
         self._by_identity[id(kube)] = entry
@@ -265,3 +269,7 @@ def _add_workload(resource: Resource, owners: list[Any], labels: dict[Any, Any])
             base, _, suffix = name.rpartition("-")
             if base and len(suffix) >= _CRONJOB_SUFFIX_DIGITS and suffix.isascii() and suffix.isdigit():
                 resource["k8s.cronjob.name"] = base
+
+
+def _clean_or_none(value: dict[Any, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else clean_map(value)
