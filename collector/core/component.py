@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from collector.core.model import Batch, Signal
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.request import BatchRequest, ExportRequest
+from collector.workers.identity import WorkerIdentity
 
 if TYPE_CHECKING:
     from collector.exporterhelper.deadletter import DeadLetter
@@ -48,12 +49,14 @@ class Consumer(Protocol):
 
 @dataclass(slots=True)
 class ComponentContext:
-    """What the service gives each component: its id, the self-telemetry and a logger."""
+    """What the service gives each component: its id, the self-telemetry, a logger, and which worker
+    process runs it (with several workers, state of its own goes under ``worker.directory()``)."""
 
     id: str
     telemetry: Telemetry
     data_dir: str
     logger: logging.Logger
+    worker: WorkerIdentity = WorkerIdentity()
 
 
 # A component's config type: ``class ForwardReceiver(Receiver[ForwardConfig])`` types ``self.config``

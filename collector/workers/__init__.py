@@ -1,0 +1,1 @@
+"""Several worker processes sharing the listening ports (``service.workers``), under one supervisor."""
