@@ -16,6 +16,9 @@ sequence number handles senders that finish out of order without a separate posi
 - Each row carries a CRC32 of its payload: a row that fails it, or does not decode, is skipped with
   a log line and counted in ``burnline_records_dropped_total{reason="queue_corrupt"}``. A database
   SQLite cannot open is moved aside (``*.corrupt-<time>``) and a new one started, likewise counted.
+- With several workers each has its own databases; the queues of workers that no longer exist (the
+  worker count changed) are passed as ``adopt`` and moved into this one as it opens
+  (collector/exporterhelper/queue_adoption.py), then counted and delivered as any backlog.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import logging
 import sqlite3
 import time
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,15 @@ log = logging.getLogger("burnline.queue")
 
 SCHEMA_VERSION = 1
 _LOAD_ROWS = 256  # rows read back from disk per load, at most
+BATCHES_TABLE = (
+    "CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " records INTEGER NOT NULL, size INTEGER NOT NULL, crc INTEGER NOT NULL, payload BLOB NOT NULL)"
+)
+
+
+def database_file(component_id: str) -> str:
+    """The name of an exporter's queue database (in its worker's queue directory)."""
+    return f"{component_id.replace('/', '_')}.db"
 
 
 @dataclass
@@ -54,10 +67,18 @@ class DurableQueue(MemoryQueue):
     durable = True
 
     def __init__(
-        self, component_id: str, config: QueueConfig, telemetry: Telemetry, directory: str | Path
+        self,
+        component_id: str,
+        config: QueueConfig,
+        telemetry: Telemetry,
+        directory: str | Path,
+        adopt: Sequence[Path] = (),
     ) -> None:
         super().__init__(component_id, config, telemetry)
-        self.path = Path(directory) / f"{component_id.replace('/', '_')}.db"
+        self.path = Path(directory) / database_file(component_id)
+        # Queue databases of workers that no longer exist, moved into this one by open()
+        # (queue_adoption.orphan_databases says which).
+        self._adopt = tuple(adopt)
         self._db: sqlite3.Connection | None = None
         # One thread owns the connection: SQLite calls never block the event loop.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"queue-{component_id}")
@@ -87,10 +108,7 @@ class DurableQueue(MemoryQueue):
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync else 'NORMAL'}")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " records INTEGER NOT NULL, size INTEGER NOT NULL, crc INTEGER NOT NULL, payload BLOB NOT NULL)"
-        )
+        db.execute(BATCHES_TABLE)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return db
 
@@ -99,11 +117,7 @@ class DurableQueue(MemoryQueue):
         try:
             db = self._connect()
             db.execute("PRAGMA quick_check").fetchall()
-            records, size = db.execute(
-                "SELECT COALESCE(SUM(records), 0), COALESCE(SUM(size), 0) FROM batches"
-            ).fetchone()
-            (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()
-            (stored_last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence").fetchone()
+            counts = self._counts(db)
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             log.error(
@@ -119,8 +133,26 @@ class DurableQueue(MemoryQueue):
                 if src.exists():
                     src.rename(f"{aside}{suffix}")
             db = self._connect()
-            records = size = last = stored_last = 0
+            counts = (0, 0, 0)
         self._db = db
+        if self._adopt:
+            # Imported here: queue_adoption builds on this module's schema.
+            from collector.exporterhelper.queue_adoption import adopt_into
+
+            # After the checks above, so that a corrupt target is set aside before anything moves
+            # into it; the rows adopted are then counted with the rest of the backlog.
+            adopt_into(db, self._adopt)
+            counts = self._counts(db)
+        return counts
+
+    @staticmethod
+    def _counts(db: sqlite3.Connection) -> tuple[int, int, int]:
+        """Records and bytes stored, and the highest seq ever assigned."""
+        records, size = db.execute(
+            "SELECT COALESCE(SUM(records), 0), COALESCE(SUM(size), 0) FROM batches"
+        ).fetchone()
+        (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM batches").fetchone()
+        (stored_last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence").fetchone()
         return int(records), int(size), max(int(last), int(stored_last))
 
     # -- storing (group commit) ---------------------------------------------------------------------
