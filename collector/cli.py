@@ -19,10 +19,27 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    configure_logging(args.log_level or config.service.log_level, config.service.log_format)
+    from collector.workers.cores import resolve_workers
+    from collector.workers.worker import worker_from_environment
+
+    worker = worker_from_environment()
+    configure_logging(
+        args.log_level or config.service.log_level,
+        config.service.log_format,
+        worker=worker[0].index if worker else None,
+    )
     # Start-up failures (a port in use, a data directory that is a file) are logged by the service as
     # one line naming the component and the setting; this is the net for anything it did not name.
     try:
+        if worker is not None:
+            from collector.workers.worker import run_worker
+
+            return asyncio.run(run_worker(config, *worker))
+        count = resolve_workers(config.service.workers)
+        if count > 1:
+            from collector.workers.supervisor import Supervisor
+
+            return asyncio.run(Supervisor(config, count, args.log_level).run())
         return asyncio.run(Service(config).run())
     except OSError as exc:
         print(f"burnline: cannot start: {exc}", file=sys.stderr)

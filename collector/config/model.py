@@ -6,7 +6,7 @@ validates each against the config model its registered type declares.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -53,6 +53,11 @@ class MemoryLimiterConfig(_Strict):
 
 class ServiceConfig(_Strict):
     pipelines: dict[str, PipelineConfig] = Field(min_length=1)
+    # Processes that share the listening ports (SO_REUSEPORT) under one supervisor; "auto": one per
+    # core the cgroup allows (collector/workers/cores.py). Default 1, on purpose: a Kubernetes pod
+    # is sized by its CPU limit and scaled by replicas, memory limits are split between workers,
+    # and each worker keeps its own queues; more workers are a choice made with that in mind.
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
     admin: AdminConfig = AdminConfig()
     memory_limiter: MemoryLimiterConfig = MemoryLimiterConfig()
     # SIGTERM: receivers stop at once, then exporters get this long to drain their queues.

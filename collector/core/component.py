@@ -8,7 +8,7 @@ registered under its type name, as the OpenTelemetry Collector's factories are. 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -56,7 +56,7 @@ class ComponentContext:
     telemetry: Telemetry
     data_dir: str
     logger: logging.Logger
-    worker: WorkerIdentity = WorkerIdentity()
+    worker: WorkerIdentity = field(default_factory=WorkerIdentity)
 
 
 # A component's config type: ``class ForwardReceiver(Receiver[ForwardConfig])`` types ``self.config``

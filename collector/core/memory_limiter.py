@@ -43,12 +43,16 @@ def resident_memory() -> int:
 
 
 class MemoryLimiter:
-    def __init__(self, config: MemoryLimiterConfig, telemetry: Telemetry) -> None:
+    def __init__(self, config: MemoryLimiterConfig, telemetry: Telemetry, share: int = 1) -> None:
+        """``share``: the processes the limits are split between (``service.workers``): each worker
+        gets its part of the limits, so that together they stay within them."""
         self.config = config
-        total = available_memory()
-        self.hard = config.hard_limit or int(total * config.limit_percentage / 100)
+        total = available_memory() // share
+        hard_limit = config.hard_limit // share if config.hard_limit else None
+        soft_limit = config.soft_limit // share if config.soft_limit else None
+        self.hard = hard_limit or int(total * config.limit_percentage / 100)
         default_soft = int(total * (config.limit_percentage - config.spike_percentage) / 100)
-        self.soft = config.soft_limit or (default_soft if config.hard_limit is None else int(self.hard * 0.8))
+        self.soft = soft_limit or (default_soft if hard_limit is None else int(self.hard * 0.8))
         self.refusing = False
         self._t = telemetry
         self._task: asyncio.Task[None] | None = None

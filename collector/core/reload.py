@@ -37,6 +37,8 @@ def _admin_endpoint(config: Config) -> str:
 FIXED_SETTINGS: tuple[tuple[str, Callable[[Config], str]], ...] = (
     ("service.data_dir", _data_dir),
     ("service.admin.endpoint", _admin_endpoint),
+    # The supervisor started that many processes; a different count is a restart.
+    ("service.workers", lambda config: str(config.service.workers)),
 )
 
 

@@ -19,6 +19,7 @@ import logging
 import signal as signals
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,7 +37,7 @@ from collector.core.component import (
     type_of,
 )
 from collector.core.memory_limiter import MemoryLimiter
-from collector.core.model import Signal
+from collector.core.model import Batch, Signal
 from collector.core.pipeline import Pipeline, ReceiverConsumer
 from collector.core.reload import (
     ExporterInlet,
@@ -59,6 +60,8 @@ from collector.slo.engine import SloEngine
 from collector.slo.metrics import SloMetrics
 from collector.slo.persistence import Persister
 from collector.slo.spec import SLOSpec, load_slos
+from collector.workers.identity import WorkerIdentity
+from collector.workers.slo_relay import RecordRelay
 
 log = logging.getLogger("burnline.service")
 
@@ -66,9 +69,22 @@ _START_ERRORS = (OSError, sqlite3.Error)
 
 
 class Service:
-    def __init__(self, config: Config, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        telemetry: Telemetry | None = None,
+        *,
+        worker: WorkerIdentity | None = None,
+        relay: RecordRelay | None = None,
+    ) -> None:
+        """``worker`` and ``relay``: this is one of several worker processes (collector/workers/):
+        it owns its queue and dead-letter directories, binds the shared ports with SO_REUSEPORT,
+        serves its admin endpoint on a loopback port for the supervisor only, and sends its SLO
+        counts to the supervisor through ``relay`` instead of evaluating them itself."""
         self.config = config
         self.telemetry = telemetry or Telemetry()
+        self.worker = worker or WorkerIdentity()
+        self.relay = relay
         self.data_dir = Path(config.service.data_dir)
         self.exporters: dict[str, Exporter[Any]] = {}
         self.senders: dict[str, QueueSender] = {}
@@ -79,8 +95,11 @@ class Service:
         self.pipelines: dict[str, Pipeline] = {}
         # What each running component was started with: a reload compares the new config to this.
         self.running: dict[str, dict[str, Any]] = {"receivers": {}, "processors": {}, "exporters": {}}
-        self.memory_limiter = MemoryLimiter(config.service.memory_limiter, self.telemetry)
-        self.admin = AdminServer(config.service.admin.endpoint, self.telemetry, self.not_ready, service=self)
+        self.memory_limiter = MemoryLimiter(
+            config.service.memory_limiter, self.telemetry, share=self.worker.count
+        )
+        admin_endpoint = "127.0.0.1:0" if relay is not None else config.service.admin.endpoint
+        self.admin = AdminServer(admin_endpoint, self.telemetry, self.not_ready, service=self)
         self.slo_engine: SloEngine | None = None
         self._slo_persister: Persister | None = None
         self._slo_exposition: Any = None
@@ -118,6 +137,7 @@ class Service:
             telemetry=self.telemetry,
             data_dir=str(self.data_dir),
             logger=logging.getLogger(f"burnline.{kind}.{component_id}"),
+            worker=self.worker,
         )
 
     def _used(self, section: str) -> list[str]:
@@ -170,7 +190,9 @@ class Service:
         cls = registered("exporter")[type_of(cid)]
         exporter = cls(cfg, self._ctx(cid, "exporter"))
         assert isinstance(exporter, Exporter)
-        exporter.dead_letter = DeadLetter(cid, self.data_dir / "deadletter", self.telemetry)
+        exporter.dead_letter = DeadLetter(
+            cid, self.worker.directory(self.data_dir / "deadletter"), self.telemetry
+        )
         try:
             await exporter.start()
         except _START_ERRORS as exc:
@@ -181,7 +203,9 @@ class Service:
         sending: ExporterConfig = cfg if isinstance(cfg, ExporterConfig) else ExporterConfig()
         queue: MemoryQueue
         if sending.queue.storage == "disk":
-            durable = DurableQueue(cid, sending.queue, self.telemetry, self.data_dir / "queue")
+            durable = DurableQueue(
+                cid, sending.queue, self.telemetry, self.worker.directory(self.data_dir / "queue")
+            )
             try:
                 await durable.open()
             except _START_ERRORS as exc:
@@ -201,6 +225,10 @@ class Service:
         if not slos:
             return
         alerting = self.config.alerting
+        if self.relay is not None:
+            # A worker only matches; the supervisor's engine counts, evaluates, alerts and persists.
+            self.slo_engine = self.relay.engine = SloEngine(slos, alerting)
+            return
         await self._start_alertmanagers(len(slos))
         engine = SloEngine(slos, alerting, sink=self._alertmanagers, generator_url=alerting.external_url)
         self._slo_persister = Persister(engine, self.data_dir / "slo", alerting.persist_interval)
@@ -234,6 +262,8 @@ class Service:
     def _start_slo_evaluation(self) -> None:
         engine = self.slo_engine
         assert engine is not None
+        if self.relay is not None:
+            return
         if not engine.generator_url:
             engine.generator_url = self.admin.url
         engine.start()
@@ -279,9 +309,12 @@ class Service:
                 signal,
                 [self.processors[p] for p in pcfg.processors],
                 inlets,
-                observers=[engine.observe] if engine is not None and observe else [],
+                observers=[self._slo_observer(engine)] if engine is not None and observe else [],
             )
         self.pipelines = pipelines
+
+    def _slo_observer(self, engine: SloEngine) -> Callable[[Batch], None]:
+        return self.relay.observe if self.relay is not None else engine.observe
 
     def _pipelines_of(self, receiver_id: str) -> dict[Signal, list[Pipeline]]:
         by_signal: dict[Signal, list[Pipeline]] = {}
@@ -391,8 +424,9 @@ class Service:
 
     # -- the process
 
-    async def run(self) -> int:
-        """Starts, then runs until SIGTERM or SIGINT, reloading on SIGHUP; returns the exit code."""
+    async def run(self, started: Callable[[], None] | None = None) -> int:
+        """Starts, then runs until SIGTERM or SIGINT, reloading on SIGHUP; returns the exit code.
+        ``started`` is called once the service runs (a worker tells its supervisor so)."""
         loop = asyncio.get_running_loop()
         # From the start on: SIGHUP's default would end the process, SIGINT's raise a traceback.
         # A signal during the start is acted on once it is complete.
@@ -405,6 +439,8 @@ class Service:
         except (ConfigError, StartupError) as exc:  # one line naming what to fix, no traceback
             log.error("cannot start: %s", exc)
             return 1
+        if started is not None:
+            started()
         stop_wait = asyncio.create_task(stop_requested.wait())
         while not stop_requested.is_set():
             reload_wait = asyncio.create_task(reload_requested.wait())

@@ -108,7 +108,9 @@ class Reloader:
             log.warning("service.log_format: the new format applies at the next start")
         if new.service.memory_limiter != old_config.service.memory_limiter:
             await self.service.memory_limiter.stop()
-            self.service.memory_limiter = MemoryLimiter(new.service.memory_limiter, self.service.telemetry)
+            self.service.memory_limiter = MemoryLimiter(
+                new.service.memory_limiter, self.service.telemetry, share=self.service.worker.count
+            )
             self.service.memory_limiter.start()
             for consumers in self.service.consumers.values():
                 for consumer in consumers.values():
@@ -231,6 +233,12 @@ class Reloader:
         """The new SLO set: SLOs whose SLI and period are unchanged keep their counts and alert states;
         added ones get their saved counts back; removed ones' counts stay saved."""
         old = self.service.slo_engine
+        relay = self.service.relay
+        if relay is not None:  # a worker: its engine only matches (collector/workers/slo_relay.py)
+            self.service.slo_engine = relay.engine = (
+                SloEngine(slos, self.service.config.alerting) if slos else None
+            )
+            return
         if old is None:
             await self.service._start_slo_engine(slos)
             if self.service.slo_engine is not None:

@@ -22,8 +22,10 @@ class _GuardedSite(web.TCPSite):
 
     __slots__ = ("_guard",)
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ProtocolGuard) -> None:
-        super().__init__(runner, host, port)
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, guard: ProtocolGuard, reuse_port: bool
+    ) -> None:
+        super().__init__(runner, host, port, reuse_port=reuse_port or None)
         self._guard = guard
 
     async def start(self) -> None:
@@ -31,7 +33,11 @@ class _GuardedSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self._guard.wrap(server), self._host, self._port, backlog=self._backlog
+            self._guard.wrap(server),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_port=self._reuse_port,
         )
 
     async def stop(self) -> None:
@@ -49,6 +55,7 @@ async def start_server(
     auto_decompress: bool = True,
     connections: Gauge | None = None,
     guard: ProtocolGuard | None = None,
+    reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Serves ``app`` on host:port; returns the runner (``cleanup()`` stops it) and the bound port.
 
@@ -56,6 +63,8 @@ async def start_server(
     otherwise inflate gzip bodies unbounded by their limits. ``connections`` (a labelled gauge child)
     follows the number of open connections. With ``guard`` (receivers) each connection's first bytes
     are checked before aiohttp sees them, and TLS is the guard's (``ssl_context`` must be None).
+    ``reuse_port``: the workers of ``service.workers`` each bind the same port (SO_REUSEPORT), and
+    the kernel spreads the connections between them.
     """
     if guard is not None and ssl_context is not None:
         raise ValueError("with a guard, TLS is the guard's: pass ssl_context to it")
@@ -64,9 +73,9 @@ async def start_server(
     )
     await runner.setup()
     site = (
-        web.TCPSite(runner, host, port, ssl_context=ssl_context)
+        web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None)
         if guard is None
-        else _GuardedSite(runner, host, port, guard)
+        else _GuardedSite(runner, host, port, guard, reuse_port)
     )
     try:
         await site.start()
@@ -115,6 +124,7 @@ async def start_receiver_server(
         shutdown_timeout=shutdown_timeout,
         auto_decompress=False,
         connections=ctx.telemetry.connections.labels(ctx.id),
+        reuse_port=ctx.worker.shared,
     )
     guard.port_name = port_name.format(port=port)
     return runner, port

@@ -40,7 +40,9 @@ class RejectedRecords:
         self.log = ctx.logger
         self._telemetry = ctx.telemetry
         self._id = ctx.id
-        self._file = DeadLetter(ctx.id, Path(ctx.data_dir) / "deadletter", ctx.telemetry)
+        self._file = DeadLetter(
+            ctx.id, ctx.worker.directory(Path(ctx.data_dir) / "deadletter"), ctx.telemetry
+        )
 
     @property
     def path(self) -> Path:

@@ -170,6 +170,11 @@ class SloEngine:
             )
         self._tasks: list[asyncio.Task[None]] = []
 
+    @property
+    def states(self) -> list[SloState]:
+        """Every SLO's state, by slot (the index counts carry)."""
+        return self._states
+
     # -- counting
 
     def signals(self) -> set[Signal]:
@@ -185,27 +190,31 @@ class SloEngine:
     def observe(self, batch: Batch) -> None:
         """Counts a batch's events (read-only; the batch is not changed or kept)."""
         now = self.clock()
-        now_ns = int(now * 1e9)
-        counts: Counts = {}
-        signal = batch.signal
-        if signal == Signal.LOGS:
-            if not self.index.logs:
-                return
-            self.index.logs.count(batch.items, now_ns, counts)
-        elif signal == Signal.TRACES:
-            if not self.index.traces:
-                return
-            self.index.traces.count(batch.items, now_ns, counts)
-        else:
-            metrics = self.index.metrics
-            if not metrics:
-                return
-            wanted = [p for p in batch.items if metrics.wanted(p)]
+        if batch.signal == Signal.METRICS:
+            wanted = self.wanted_points(batch)
             if not wanted:
                 return
-            metrics.count(self.deltas.deltas(wanted, time.monotonic()), counts)
+            counts: Counts = {}
+            self.index.metrics.count(self.deltas.deltas(wanted, time.monotonic()), counts)
+        else:
+            counts = self.record_counts(batch, now)
         if counts:
             self.add_counts(counts, now)
+
+    def record_counts(self, batch: Batch, now: float) -> Counts:
+        """The (SLO slot, bucket) counts of a batch of logs or spans, not yet added."""
+        counts: Counts = {}
+        index = self.index.logs if batch.signal == Signal.LOGS else self.index.traces
+        if index:
+            index.count(batch.items, int(now * 1e9), counts)
+        return counts
+
+    def wanted_points(self, batch: Batch) -> list[Any]:
+        """The metric points of a batch whose increases some SLO counts."""
+        metrics = self.index.metrics
+        if not metrics:
+            return []
+        return [p for p in batch.items if metrics.wanted(p)]
 
     def add_counts(self, counts: Counts, now: float) -> None:
         oldest = now - self.config.lateness

@@ -110,6 +110,7 @@ class ForwardReceiver(Receiver[ForwardConfig]):
             advice={"plain": "enable TLS on the client (Fluent Bit: tls On)"},
         )
         loop = asyncio.get_running_loop()
+        shared = self.ctx.worker.shared
 
         def stream_protocol() -> asyncio.StreamReaderProtocol:
             # What asyncio.start_server builds per connection; the guard sits in front of it.
@@ -117,12 +118,15 @@ class ForwardReceiver(Receiver[ForwardConfig]):
             return asyncio.StreamReaderProtocol(reader, self._accept, loop=loop)
 
         for attempt in range(1, attempts + 1):
-            server = await loop.create_server(self._guard.wrap(stream_protocol), host, port)
+            # With several workers each binds the port and the kernel spreads the connections.
+            server = await loop.create_server(
+                self._guard.wrap(stream_protocol), host, port, reuse_port=shared or None
+            )
             bound = int(server.sockets[0].getsockname()[1])
             if cfg.heartbeat:
                 try:
                     transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
-                        HeartbeatProtocol, local_addr=(host, bound)
+                        HeartbeatProtocol, local_addr=(host, bound), reuse_port=shared or None
                     )
                 except OSError:
                     server.close()

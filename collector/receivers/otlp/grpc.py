@@ -30,8 +30,9 @@ def grpc_server(receiver: OTLPReceiver, config: GRPCServerConfig) -> grpc.aio.Se
         options=[
             ("grpc.max_receive_message_length", config.max_recv_msg_size),
             # grpcio sets SO_REUSEPORT by default, which lets a second server share the port
-            # silently; a port conflict must be an error.
-            ("grpc.so_reuseport", 0),
+            # silently; a port conflict must be an error. Sharing is only for the workers of
+            # service.workers, which each bind the port and let the kernel spread connections.
+            ("grpc.so_reuseport", 1 if receiver.ctx.worker.shared else 0),
         ]
     )
     server.add_generic_rpc_handlers(

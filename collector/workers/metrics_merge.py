@@ -1,0 +1,95 @@
+"""The supervisor's /metrics: its own metrics and every worker's, as one exposition.
+
+Each worker's samples get a ``worker`` label (its index); the supervisor's own have none. Summing
+in the supervisor instead would make a counter go down whenever a worker restarts, which
+``rate()`` reads as a reset of the whole; with the label each worker's counters stay monotonic and
+``sum without (worker)`` (what the dashboards' ``sum by`` already do) gives the whole. Families
+are merged by name, so that each appears once, as the text format requires.
+
+The SLO families come from the supervisor's engine only: its counts are the merged ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+import aiohttp
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from collector.core.telemetry import Telemetry
+
+log = logging.getLogger("burnline.workers.metrics")
+
+WORKER_LABEL = "worker"
+SCRAPE_TIMEOUT = 5.0
+
+
+class _Families:
+    """A registry collector over already-parsed families."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def merge(own: bytes, workers: dict[int, bytes]) -> bytes:
+    """One text exposition of ``own`` (unlabelled) and each worker's (labelled ``worker``)."""
+    families: dict[str, Metric] = {}
+    sources: list[tuple[str | None, bytes]] = [(None, own), *((str(i), text) for i, text in workers.items())]
+    for worker, text in sources:
+        for family in text_string_to_metric_families(text.decode("utf-8", "replace")):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation, family.type)
+            if worker is None:
+                merged.samples.extend(family.samples)
+            else:
+                merged.samples.extend(
+                    s._replace(labels={**s.labels, WORKER_LABEL: worker}) for s in family.samples
+                )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families.values()))
+    return generate_latest(registry)
+
+
+class MergedTelemetry(Telemetry):
+    """The supervisor's telemetry: /metrics shows its own metrics, its SLO engine's, and the workers'.
+
+    ``endpoints`` returns each running worker's admin URL by index (read at every scrape)."""
+
+    def __init__(self, endpoints: Callable[[], dict[int, str]]) -> None:
+        super().__init__()
+        self._endpoints = endpoints
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _scrape(self, session: aiohttp.ClientSession, url: str) -> bytes | None:
+        try:
+            async with session.get(f"{url}/metrics") as response:
+                if response.status == 200:
+                    return await response.read()
+                log.warning("worker metrics at %s answered %d", url, response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("cannot read a worker's metrics at %s: %s", url, exc or type(exc).__name__)
+        return None
+
+    async def full_exposition(self) -> bytes:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT))
+        endpoints = self._endpoints()
+        texts = await asyncio.gather(*(self._scrape(self._session, url) for url in endpoints.values()))
+        workers = {i: text for i, text in zip(endpoints, texts, strict=True) if text is not None}
+        extra: list[Awaitable[bytes]] = [write() for write in self.extra_expositions]
+        # The registry's families merge with the workers' (the same names); the SLO engine's are
+        # the supervisor's alone and follow as they are.
+        return merge(self.exposition(), workers) + b"".join(await asyncio.gather(*extra))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
