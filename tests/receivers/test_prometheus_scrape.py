@@ -33,7 +33,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from collector.config import parse_config
 from collector.config.loader import ConfigError
 from collector.core.component import ComponentContext
-from collector.core.model import MetricKind, MetricPoint
+from collector.core.model import Batch, MetricKind, MetricPoint, Signal
 from collector.core.service import Service
 from collector.core.telemetry import Telemetry
 from collector.discovery import TargetSpec
@@ -41,6 +41,7 @@ from collector.receivers.prometheus_scrape import receiver as prometheus_scrape
 from collector.receivers.prometheus_scrape.config import PrometheusScrapeConfig
 from collector.receivers.prometheus_scrape.receiver import PrometheusScrapeReceiver
 from collector.receivers.prometheus_scrape.target import ACCEPT, NO_RECORDED_VALUE
+from collector.workers.identity import WorkerIdentity
 from tests.doubles.kube_apiserver import KubeAPIServer, make_pod
 from tests.real_services import local_process
 from tests.support import free_port, metric_value, running_service, wait_until
@@ -789,6 +790,144 @@ async def test_discovery_failures_are_counted_and_retried(tmp_path: Path) -> Non
             async with running_service(config, str(tmp_path / "data")) as svc:
                 await wait_until(lambda: bool(series(svc, "a", pod="p")), timeout=15)
                 assert errors(svc, "discovery_http_500") == 1
+    finally:
+        await apiserver.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Several workers: each target scraped by exactly one of them
+
+
+@dataclass
+class Capture:
+    """A receiver's consumer: what it delivered."""
+
+    points: list[MetricPoint] = field(default_factory=list)
+
+    async def consume(self, batch: Batch) -> None:
+        self.points.extend(batch.items)
+
+    def scraped(self) -> set[tuple[str, str, str]]:
+        """The targets scraped (an ``up`` sample, not a staleness marker): (job, instance, n or pod)."""
+        return {
+            (labels["job"], labels["instance"], labels.get("n") or labels.get("pod") or "")
+            for p in self.points
+            if p.name == "up" and not p.flags
+            for labels in [labels_of(p)]
+        }
+
+
+@asynccontextmanager
+async def worker_receivers(
+    receiver: dict[str, Any], *workers: WorkerIdentity
+) -> AsyncIterator[list[tuple[PrometheusScrapeReceiver, Capture]]]:
+    """One receiver per worker on the same config, as the worker processes run it."""
+    config = PrometheusScrapeConfig.model_validate(receiver)
+    running: list[tuple[PrometheusScrapeReceiver, Capture]] = []
+    try:
+        for worker in workers:
+            ctx = ComponentContext(
+                id=RID,
+                telemetry=Telemetry(),
+                data_dir=".",
+                logger=logging.getLogger(f"burnline.receiver.{RID}"),
+                worker=worker,
+            )
+            capture = Capture()
+            scraper = PrometheusScrapeReceiver(config, ctx, {Signal.METRICS: capture})
+            await scraper.start()
+            running.append((scraper, capture))
+        yield running
+    finally:
+        for scraper, _ in running:
+            await scraper.stop()
+
+
+def labelled_jobs(address: str, count: int) -> list[dict[str, Any]]:
+    """Two jobs (on /a and /b) of ``count`` targets each: one address, told apart by a label."""
+    return [
+        {
+            "job_name": name,
+            "metrics_path": f"/{name}",
+            "scrape_interval": "500ms",
+            "static_configs": [{"targets": [address], "labels": {"n": str(i)}} for i in range(count)],
+        }
+        for name in ("a", "b")
+    ]
+
+
+async def test_workers_split_static_targets_each_scraped_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=f"burnline.receiver.{RID}")
+    async with fake_target() as server:
+        server.set("/a", "x 1\n")
+        server.set("/b", "y 1\n")
+        address = f"127.0.0.1:{server.port}"
+        every = {(job_name, address, str(i)) for job_name in "ab" for i in range(12)}
+        receiver = {"jobs": labelled_jobs(address, 12)}
+        async with worker_receivers(receiver, WorkerIdentity(0, 2), WorkerIdentity(1, 2)) as running:
+            (first, one), (second, two) = running
+            await wait_until(lambda: one.scraped() | two.scraped() == every)
+            # A few more rounds: a target of the other worker would show up by now.
+            hits = server.hits("/a") + server.hits("/b")
+            await wait_until(lambda: server.hits("/a") + server.hits("/b") >= hits + 2 * len(every))
+            # What each worker runs is its share of each job, nothing of the other's.
+            for job_name in "ab":
+                mine, theirs = set(first.targets[job_name]), set(second.targets[job_name])
+                assert mine.isdisjoint(theirs) and len(mine | theirs) == 12
+        assert one.scraped().isdisjoint(two.scraped())
+        assert one.scraped() | two.scraped() == every
+        # With 24 targets an empty share would be a broken hash (odds of 2 in 2**24 otherwise).
+        assert one.scraped() and two.scraped()
+        shares = [
+            int(m.group(1))
+            for r in caplog.records
+            for m in [re.match(r"scraping (\d+) static target\(s\) of 24 \(worker [01]/2", r.getMessage())]
+            if m
+        ]
+        assert sorted(shares) == sorted([len(one.scraped()), len(two.scraped())])
+
+
+async def test_one_worker_scrapes_every_target(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=f"burnline.receiver.{RID}")
+    async with fake_target() as server:
+        server.set("/a", "x 1\n")
+        server.set("/b", "y 1\n")
+        address = f"127.0.0.1:{server.port}"
+        every = {(job_name, address, str(i)) for job_name in "ab" for i in range(12)}
+        async with worker_receivers({"jobs": labelled_jobs(address, 12)}, WorkerIdentity()) as running:
+            [(scraper, capture)] = running
+            await wait_until(lambda: capture.scraped() == every)
+            assert len(scraper.targets["a"]) == len(scraper.targets["b"]) == 12
+    assert "scraping 24 static target(s) in 2 job(s)" in caplog.text
+    assert "worker" not in caplog.text  # nothing said about a split when there is none
+
+
+async def test_workers_split_discovered_pods_each_scraped_once() -> None:
+    apiserver = KubeAPIServer()
+    await apiserver.start()
+    try:
+        async with fake_target() as server:
+            pods = [f"pod-{i}" for i in range(16)]
+            for pod in pods:  # one path per pod: the requests say which pods were scraped
+                server.set(f"/{pod}", "hits_total 1\n")
+                apiserver.add(make_pod(pod, "shop", port=server.port, path=f"/{pod}"))
+            address = f"127.0.0.1:{server.port}"
+            every = {("kubernetes-pods", address, pod) for pod in pods}
+            receiver = {"kubernetes_pods": {"api_server": apiserver.url, "scrape_interval": "500ms"}}
+            workers = WorkerIdentity(0, 2), WorkerIdentity(1, 2)
+            async with worker_receivers(receiver, *workers) as running:
+                [(_, one), (_, two)] = running
+                await wait_until(lambda: one.scraped() | two.scraped() == every)
+                assert all(server.hits(f"/{pod}") for pod in pods)
+                # A pod that comes later goes to exactly one worker too.
+                server.set("/late", "hits_total 1\n")
+                apiserver.add(make_pod("late", "shop", port=server.port, path="/late"))
+                every.add(("kubernetes-pods", address, "late"))
+                await wait_until(lambda: one.scraped() | two.scraped() == every)
+                hits = sum(server.hits(f"/{pod}") for pod in pods)
+                await wait_until(lambda: sum(server.hits(f"/{pod}") for pod in pods) >= hits + 2 * len(pods))
+            assert one.scraped().isdisjoint(two.scraped())
+            assert one.scraped() | two.scraped() == every
     finally:
         await apiserver.stop()
 

@@ -6,6 +6,11 @@ Targets come from static ``jobs`` (``static_configs``) and from Kubernetes pods 
 the interval instead of being hit at once (Prometheus does the same); at most
 ``max_concurrent_scrapes`` requests are in flight.
 
+With several workers (``service.workers``) every worker runs this receiver with the same targets, and
+each scrapes only those it owns (``WorkerIdentity.owns`` of the target's job, URL and labels: the same
+answer in every worker and across restarts), so that each target is scraped once, not once per worker.
+Discovered pods are split the same way.
+
 A scrape is one HTTP GET with the headers Prometheus sends (Accept preferring OpenMetrics, gzip,
 ``X-Prometheus-Scrape-Timeout-Seconds``), bounded by ``scrape_timeout``, its (inflated) body cut off
 at ``body_size_limit`` while it streams. The body is parsed by prometheus-client's parsers
@@ -124,7 +129,9 @@ class PrometheusScrapeReceiver(Receiver[PrometheusScrapeConfig]):
         for job in config.scraped_jobs():
             interval, timeout = config.timing(job)
             self.jobs[job.job_name] = Job(job.job_name, job, interval, timeout)
-        # The running targets of each job, by target key.
+        # How many distinct targets each job was last given, owned by this worker or not.
+        self.offered: dict[str, int] = {name: 0 for name in self.jobs}
+        # The running targets of each job (this worker's share), by target key.
         self.targets: dict[str, dict[tuple[str, str, tuple[tuple[str, str], ...]], Target]] = {
             name: {} for name in self.jobs
         }
@@ -166,9 +173,15 @@ class PrometheusScrapeReceiver(Receiver[PrometheusScrapeConfig]):
             await self.stop()
             raise
         static = sum(len(targets) for targets in self.targets.values())
+        worker = self.ctx.worker
+        share = ""
+        if worker.shared:
+            offered = sum(self.offered[job.job_name] for job in self.config.jobs)
+            share = f" of {offered} ({worker}; the other workers scrape the rest)"
         self.log.info(
-            "scraping %d static target(s) in %d job(s)%s",
+            "scraping %d static target(s)%s in %d job(s)%s",
             static,
+            share,
             len(self.config.jobs),
             "; discovering Kubernetes pods" if self.discovery else "",
         )
@@ -212,18 +225,29 @@ class PrometheusScrapeReceiver(Receiver[PrometheusScrapeConfig]):
         staleness markers), unchanged ones keep their schedule."""
         job = self.jobs[job_name]
         current = self.targets[job_name]
-        desired: dict[tuple[str, str, tuple[tuple[str, str], ...]], Target] = {}
+        offered: dict[tuple[str, str, tuple[tuple[str, str], ...]], Target] = {}
         for spec in specs:
             target = self._target(job, spec)
-            desired.setdefault(target.key, target)
+            offered.setdefault(target.key, target)
+        self.offered[job_name] = len(offered)
+        # Only this worker's share (all of them with one worker): a stable hash of the whole key, so
+        # that targets on one address with different labels spread too.
+        worker = self.ctx.worker
+        desired = {key: target for key, target in offered.items() if worker.owns(repr(key))}
         gone = [current.pop(key) for key in list(current) if key not in desired]
         new = [target for key, target in desired.items() if key not in current]
         for target in new:
             current[target.key] = target
             target.task = asyncio.create_task(self._run(target), name=f"scrape {target.url}")
         if gone or new:
+            share = f" of {len(offered)} ({worker})" if worker.shared else ""
             self.log.info(
-                "job %s: %d target(s) (%d new, %d gone)", job_name, len(current), len(new), len(gone)
+                "job %s: %d target(s)%s (%d new, %d gone)",
+                job_name,
+                len(current),
+                share,
+                len(new),
+                len(gone),
             )
         for target in gone:
             await self._retire(target)
