@@ -3,8 +3,15 @@
 Each connection sends one request (a Forward frame with `chunk`, an HTTP POST, a gRPC call), waits
 for its acknowledgement, and sends the next, as Fluent Bit and the OpenTelemetry SDKs do. Only the
 acknowledgements that arrive inside [t0, t1] (absolute Unix times) are counted; the generator stops
-at t1. At the end it prints one JSON line: acked items and bytes, refusals, ack latency percentiles
-and its own CPU seconds (so a reader can check it was not the bottleneck).
+sending at t1 and waits (bounded) for the answers still due. At the end it prints one JSON line:
+acked items and bytes in the window, ack latency percentiles, its own CPU seconds (so a reader can
+check it was not the bottleneck) and, over the whole run (warm-up included), the items sent, acked,
+refused and left unanswered, to set beside burnline's own counters.
+
+A refusal is counted the way each receiver signals one: HTTP 503/429, gRPC UNAVAILABLE or
+RESOURCE_EXHAUSTED, and for Forward a connection closed without the chunk's ack (the Forward receiver
+withholds the ack and closes the connection; the connection is then opened again, as Fluent Bit does,
+and the next frame sent).
 
 Run by bench/pipeline.py; by hand:
   .venv/bin/python bench/loadgen.py forward 127.0.0.1:24224 --t0 $(date +%s) --seconds 10
@@ -34,12 +41,16 @@ class Tally:
         self.t0, self.t1 = t0, t1
         self.items = 0
         self.bytes = 0
-        self.refused = 0
-        self.errors = 0
+        self.refused = 0  # items, over the whole run
+        self.errors = 0  # requests that failed otherwise (reset, timeout, unexpected answer)
+        self.sent_total = 0  # items, over the whole run
+        self.acked_total = 0
+        self.unanswered = 0  # items sent whose answer never came (a timeout or a reset)
         self.latencies: list[float] = []
 
     def acked(self, sent_at: float, items: int, size: int) -> None:
         now = time.time()
+        self.acked_total += items
         if self.t0 <= now <= self.t1:
             self.items += items
             self.bytes += size
@@ -58,6 +69,9 @@ class Tally:
             "bytes": self.bytes,
             "refused": self.refused,
             "errors": self.errors,
+            "sent_total": self.sent_total,
+            "acked_total": self.acked_total,
+            "unanswered": self.unanswered,
             "p50_ms": pct(0.50),
             "p99_ms": pct(0.99),
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
@@ -68,38 +82,53 @@ async def forward(target: str, payloads: list[bytes], per: int, conns: int, tall
     host, _, port = target.rpartition(":")
 
     async def connection(n: int) -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        unpacker = msgpack.Unpacker(raw=False)
         i = n
-        try:
-            while time.time() < tally.t1:
-                payload = payloads[i % len(payloads)]
-                i += conns
-                sent = time.time()
-                writer.write(payload)
-                await writer.drain()
-                reply = None
-                while reply is None:
-                    data = await asyncio.wait_for(
-                        reader.read(65536), timeout=max(1.0, tally.t1 - time.time() + 5)
-                    )
-                    if not data:
-                        tally.errors += 1
-                        return
-                    unpacker.feed(data)
-                    for reply in unpacker:  # noqa: B007
-                        break
-                tally.acked(sent, per, len(payload))
-        except (TimeoutError, ConnectionError):
-            tally.errors += 1
-        finally:
-            writer.close()
+        reconnects = 0
+        while time.time() < tally.t1 and reconnects < 100_000:
+            reconnects += 1
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port))
+            except OSError:
+                tally.errors += 1
+                await asyncio.sleep(0.05)
+                continue
+            unpacker = msgpack.Unpacker(raw=False)
+            try:
+                while time.time() < tally.t1:
+                    payload = payloads[i % len(payloads)]
+                    i += conns
+                    sent = time.time()
+                    tally.sent_total += per
+                    writer.write(payload)
+                    await writer.drain()
+                    reply = None
+                    while reply is None:
+                        try:
+                            data = await asyncio.wait_for(
+                                reader.read(65536), timeout=max(1.0, tally.t1 - time.time() + 30)
+                            )
+                        except (TimeoutError, ConnectionError):
+                            tally.unanswered += per
+                            tally.errors += 1
+                            raise
+                        if not data:
+                            # Closed without the ack: the Forward receiver's refusal.
+                            tally.refused += per
+                            raise EOFError
+                        unpacker.feed(data)
+                        for reply in unpacker:  # noqa: B007
+                            break
+                    tally.acked(sent, per, len(payload))
+            except (EOFError, TimeoutError, ConnectionError):
+                pass  # open a new connection and go on, as Fluent Bit does
+            finally:
+                writer.close()
 
     await asyncio.gather(*(connection(n) for n in range(conns)))
 
 
 async def http_post(
-    url: str, payloads: list[bytes], per: int, conns: int, tally: Tally, *, content_type: str, ok: int
+    url: str, payloads: list[bytes], per: int, conns: int, tally: Tally, *, headers: dict[str, str], ok: int
 ) -> None:
     connector = aiohttp.TCPConnector(limit=conns)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
@@ -110,8 +139,9 @@ async def http_post(
                 payload = payloads[i % len(payloads)]
                 i += conns
                 sent = time.time()
+                tally.sent_total += per
                 try:
-                    async with session.post(url, data=payload, headers={"Content-Type": content_type}) as r:
+                    async with session.post(url, data=payload, headers=headers) as r:
                         await r.read()
                         if r.status == ok:
                             tally.acked(sent, per, len(payload))
@@ -122,6 +152,7 @@ async def http_post(
                             tally.errors += 1
                 except (aiohttp.ClientError, TimeoutError):
                     tally.errors += 1
+                    tally.unanswered += per
                     await asyncio.sleep(0.1)
 
         await asyncio.gather(*(worker(n) for n in range(conns)))
@@ -141,6 +172,7 @@ async def otlp_grpc(target: str, payloads: list[bytes], per: int, conns: int, ta
             payload = payloads[i % len(payloads)]
             i += conns
             sent = time.time()
+            tally.sent_total += per
             try:
                 await call(payload, timeout=60)
                 tally.acked(sent, per, len(payload))
@@ -150,6 +182,7 @@ async def otlp_grpc(target: str, payloads: list[bytes], per: int, conns: int, ta
                     await asyncio.sleep(0.2)
                 else:
                     tally.errors += 1
+                    tally.unanswered += per
 
     try:
         await asyncio.gather(*(worker(n) for n in range(conns)))
@@ -168,18 +201,30 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     elif args.kind == "http-json":
         payloads = workloads.json_bodies(workloads.log_records(per * 16), per)
         url = f"http://{args.target}/kube.var.log"
-        job = http_post(url, payloads, per, args.connections, tally, content_type="application/json", ok=201)
+        headers = {"Content-Type": "application/json"}
+        job = http_post(url, payloads, per, args.connections, tally, headers=headers, ok=201)
     elif args.kind == "otlp-http":
         payloads = workloads.trace_requests(16, per)
         url = f"http://{args.target}/v1/traces"
-        job = http_post(
-            url, payloads, per, args.connections, tally, content_type="application/x-protobuf", ok=200
-        )
+        headers = {"Content-Type": "application/x-protobuf"}
+        job = http_post(url, payloads, per, args.connections, tally, headers=headers, ok=200)
+    elif args.kind == "remote-write":
+        payloads = workloads.remote_write_requests(16, per)
+        url = f"http://{args.target}/api/v1/write"
+        headers = {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "snappy",
+            "X-Prometheus-Remote-Write-Version": "0.1.0",
+        }
+        job = http_post(url, payloads, per, args.connections, tally, headers=headers, ok=204)
     else:
         payloads = workloads.trace_requests(16, per)
         job = otlp_grpc(args.target, payloads, per, args.connections, tally)
     # Start sending before t0 (warm-up) but count only inside the window.
-    await asyncio.wait_for(job, timeout=args.seconds + max(0.0, t0 - time.time()) + 120)
+    try:
+        await asyncio.wait_for(job, timeout=args.seconds + max(0.0, t0 - time.time()) + 120)
+    except TimeoutError:
+        tally.errors += 1  # answers still outstanding after the bound: reported, not waited for
     return tally.report(args.kind)
 
 
@@ -187,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["forward", "http-json", "otlp-http", "otlp-grpc"])
+    parser.add_argument("kind", choices=["forward", "http-json", "otlp-http", "otlp-grpc", "remote-write"])
     parser.add_argument("target", help="host:port")
     parser.add_argument("--t0", type=float, required=True, help="Unix time the measured window starts")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the measured window")
