@@ -1,11 +1,19 @@
-"""Backends that answer at once, for benchmarks: an Elasticsearch `_bulk` sink and OTLP sinks.
+"""Backends that answer at once, for benchmarks: an Elasticsearch `_bulk` sink, OTLP sinks, and
+scrape targets with a remote-write sink.
 
 Unlike tests/doubles/ (protocol-faithful, recording everything), these do the least work that still
 gives the exporter a valid answer, so the process under test is the only thing measured. Each runs
 in its own process (pinned by bench/pipeline.py to the load generator's core) and serves its counts
 on `GET /_bench/stats` (HTTP sinks) or in a JSON line on stdout at exit.
 
-Run: .venv/bin/python bench/doubles.py {es,otlp-http,otlp-grpc} --port PORT [--stats-port PORT]
+`scrape-targets` listens on ``--targets`` ports of 127.0.0.1 (chosen by the kernel, written one a line
+to ``--ports-file``), each answering GET /metrics with one of a few pre-rendered (and pre-gzipped)
+expositions of bench/workloads.py, and on ``--port`` takes remote-write requests (POST
+/api/v1/write, counted in samples) and serves /_bench/stats, which also gives the scrapes answered
+and the process' own CPU seconds (this double is the scenario's load).
+
+Run: .venv/bin/python bench/doubles.py {es,otlp-http,otlp-grpc,scrape-targets} --port PORT
+       [--stats-port PORT] [--targets N --ports-file FILE]
 """
 
 from __future__ import annotations
@@ -13,12 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import resource
 import signal
+import socket
+import sys
+from pathlib import Path
 from typing import Any
 
+import cramjam
 import grpc
 import orjson
 from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workloads
 
 ES_INFO = orjson.dumps(
     {
@@ -36,9 +52,23 @@ class Counts:
         self.requests = 0
         self.items = 0
         self.bytes = 0
+        self.scrapes = 0
+        self.scraped_samples = 0
+        self.scraped_bytes = 0
 
     def as_json(self) -> bytes:
-        return orjson.dumps({"requests": self.requests, "items": self.items, "bytes": self.bytes})
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return orjson.dumps(
+            {
+                "requests": self.requests,
+                "items": self.items,
+                "bytes": self.bytes,
+                "scrapes": self.scrapes,
+                "scraped_samples": self.scraped_samples,
+                "scraped_bytes": self.scraped_bytes,
+                "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+            }
+        )
 
 
 def _inflate(body: bytes) -> bytes:
@@ -104,6 +134,66 @@ def otlp_http_app(counts: Counts) -> web.Application:
     return app
 
 
+def remote_write_samples(body: bytes) -> int:
+    """The samples in a snappy-compressed WriteRequest (its series' samples; histograms count one)."""
+    from collector.prompb import remote_pb2
+
+    request = remote_pb2.WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+    return sum(len(ts.samples) + len(ts.histograms) for ts in request.timeseries)
+
+
+async def serve_scrape_targets(
+    port: int, targets: int, ports_file: Path, counts: Counts, stop: asyncio.Event
+) -> None:
+    variants = 8
+    plain = [workloads.exposition(v) for v in range(variants)]
+    zipped = [gzip.compress(body, 1) for body in plain]
+    samples = workloads.SCRAPE_SAMPLES
+    served: dict[int, int] = {}
+
+    async def metrics(request: web.Request) -> web.Response:
+        local = request.transport.get_extra_info("sockname")[1] if request.transport else 0
+        n = served.get(local, 0)
+        served[local] = n + 1
+        v = (local + n) % variants  # each scrape of a target moves its values on
+        counts.scrapes += 1
+        counts.scraped_samples += samples
+        headers = {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            counts.scraped_bytes += len(zipped[v])
+            return web.Response(body=zipped[v], headers=headers)
+        counts.scraped_bytes += len(plain[v])
+        return web.Response(body=plain[v], headers=headers)
+
+    async def write(request: web.Request) -> web.Response:
+        body = await request.read()
+        counts.requests += 1
+        counts.bytes += len(body)
+        counts.items += remote_write_samples(body)
+        return web.Response(status=204)
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.Response(body=counts.as_json(), content_type="application/json")
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/api/v1/write", write)
+    app.router.add_get("/_bench/stats", stats)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    socks = []
+    for _ in range(targets):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+        await web.SockSite(runner, sock, backlog=512).start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    ports_file.write_text("".join(f"{sock.getsockname()[1]}\n" for sock in socks))
+    await stop.wait()
+    await runner.cleanup()
+
+
 async def serve_http(app: web.Application, port: int, stop: asyncio.Event) -> None:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -142,7 +232,8 @@ async def serve_grpc(port: int, stats_port: int, counts: Counts, stop: asyncio.E
     await server.stop(0)
 
 
-async def main_async(kind: str, port: int, stats_port: int) -> None:
+async def main_async(args: argparse.Namespace) -> None:
+    kind, port, stats_port = args.kind, args.port, args.stats_port
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -152,6 +243,8 @@ async def main_async(kind: str, port: int, stats_port: int) -> None:
         await serve_http(es_app(counts), port, stop)
     elif kind == "otlp-http":
         await serve_http(otlp_http_app(counts), port, stop)
+    elif kind == "scrape-targets":
+        await serve_scrape_targets(port, args.targets, args.ports_file, counts, stop)
     else:
         await serve_grpc(port, stats_port, counts, stop)
 
@@ -160,11 +253,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["es", "otlp-http", "otlp-grpc"])
+    parser.add_argument("kind", choices=["es", "otlp-http", "otlp-grpc", "scrape-targets"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--stats-port", type=int, default=0, help="otlp-grpc: where /_bench/stats is served")
+    parser.add_argument("--targets", type=int, default=1000, help="scrape-targets: how many ports")
+    parser.add_argument("--ports-file", type=Path, help="scrape-targets: where the ports are written")
     args = parser.parse_args()
-    asyncio.run(main_async(args.kind, args.port, args.stats_port))
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

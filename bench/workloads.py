@@ -148,3 +148,113 @@ def trace_requests(count: int, spans_per_request: int, seed: int = 2) -> list[by
                 scope_spans.spans.append(span)
         out.append(request.SerializeToString())
     return out
+
+
+# ---- Prometheus: remote_write requests and scrape bodies -------------------------------------------
+
+# cAdvisor / kube-state-metrics families as a Prometheus server remote-writes them: (name, type).
+RW_FAMILIES = (
+    ("container_cpu_usage_seconds_total", "counter"),
+    ("container_memory_working_set_bytes", "gauge"),
+    ("container_network_receive_bytes_total", "counter"),
+    ("container_network_transmit_bytes_total", "counter"),
+    ("kube_pod_container_status_restarts_total", "counter"),
+    ("container_fs_usage_bytes", "gauge"),
+    ("http_requests_total", "counter"),
+    ("kube_pod_container_resource_requests", "gauge"),
+)
+
+
+def remote_write_series(count: int, per_request: int) -> list[list[tuple[dict[str, str], float]]]:
+    """``count`` requests of ``per_request`` distinct series (one sample each), Kubernetes-labelled:
+    ``count * per_request`` series in all, none repeated across requests."""
+    rng = random.Random(3)
+    out = []
+    for r in range(count):
+        series = []
+        for i in range(per_request):
+            n = r * per_request + i
+            name, _ = RW_FAMILIES[n % len(RW_FAMILIES)]
+            pod = n // len(RW_FAMILIES)
+            app = SERVICES[pod % len(SERVICES)]
+            labels = {
+                "__name__": name,
+                "job": "kubelet",
+                "instance": f"10.0.{pod % 7}.{pod % 200}:10250",
+                "namespace": "shop",
+                "pod": f"{app}-7d9f8c6b5-{pod:05x}",
+                "container": app,
+                "node": f"node-{pod % 7}.cluster.local",
+                "image": f"registry.example/{app}:1.{pod % 9}.0",
+                "metrics_path": "/metrics/cadvisor",
+            }
+            if name == "http_requests_total":
+                labels.update({"code": "200", "method": "GET", "route": "/api/v1/items/{id}"})
+            series.append((labels, float(rng.randrange(10**6))))
+        out.append(series)
+    return out
+
+
+def remote_write_requests(count: int, per_request: int) -> list[bytes]:
+    """Snappy-compressed remote-write 1.0 WriteRequests (what Prometheus POSTs, max_samples_per_send
+    2000 by default), each with the metadata of its families."""
+    import cramjam
+
+    from collector.prompb import remote_pb2, types_pb2
+
+    types = {"counter": types_pb2.MetricMetadata.COUNTER, "gauge": types_pb2.MetricMetadata.GAUGE}
+    now_ms = int(time.time() * 1000)
+    out = []
+    for series in remote_write_series(count, per_request):
+        request = remote_pb2.WriteRequest()
+        for labels, value in series:
+            ts = request.timeseries.add()
+            for key in sorted(labels):
+                ts.labels.add(name=key, value=labels[key])
+            ts.samples.add(value=value, timestamp=now_ms)
+        for name, kind in RW_FAMILIES:
+            request.metadata.add(type=types[kind], metric_family_name=name, help=f"{name} (bench)")
+        out.append(bytes(cramjam.snappy.compress_raw(request.SerializeToString())))
+    return out
+
+
+SCRAPE_SAMPLES = 500
+
+
+def exposition(variant: int, samples: int = SCRAPE_SAMPLES) -> bytes:
+    """A Prometheus text exposition (0.0.4) of exactly ``samples`` samples, as an instrumented
+    service exposes it: a request-duration histogram (20 label sets x 13 lines), a request counter,
+    process metrics and per-queue gauges for the rest. ``variant`` moves the values."""
+    rng = random.Random(variant)
+    lines: list[str] = []
+    buckets = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf")
+    sets = [(m, r, c) for m in ("GET", "POST") for r in range(5) for c in ("200", "500")]
+    lines += ["# HELP http_request_duration_seconds Request duration.",
+              "# TYPE http_request_duration_seconds histogram"]  # fmt: skip
+    for method, route, code in sets:
+        labels = f'method="{method}",route="/api/v1/r{route}",code="{code}"'
+        count = 1000 * (variant + 1) + rng.randrange(1000)
+        for i, le in enumerate(buckets):
+            n = count if le == "+Inf" else count * (i + 1) // (len(buckets) + 1)
+            lines.append(f'http_request_duration_seconds_bucket{{{labels},le="{le}"}} {n}')
+        lines.append(f"http_request_duration_seconds_sum{{{labels}}} {count * 0.042:.3f}")
+        lines.append(f"http_request_duration_seconds_count{{{labels}}} {count}")
+    lines += ["# HELP http_requests_total Requests handled.", "# TYPE http_requests_total counter"]
+    for method, route, code in sets:
+        lines.append(
+            f'http_requests_total{{method="{method}",route="/api/v1/r{route}",code="{code}"}} '
+            f"{1000 * (variant + 1) + rng.randrange(1000)}"
+        )
+    process = [
+        ("process_cpu_seconds_total", "counter", 12.5 + variant),
+        ("process_resident_memory_bytes", "gauge", 8.1e7 + rng.randrange(10**6)),
+        ("process_open_fds", "gauge", 40 + rng.randrange(10)),
+        ("process_start_time_seconds", "gauge", 1.7e9),
+    ]
+    for name, kind, value in process:
+        lines += [f"# HELP {name} {name}.", f"# TYPE {name} {kind}", f"{name} {value}"]
+    done = len(sets) * (len(buckets) + 2) + len(sets) + len(process)
+    lines += ["# HELP app_queue_depth Items waiting per queue.", "# TYPE app_queue_depth gauge"]
+    for q in range(samples - done):
+        lines.append(f'app_queue_depth{{queue="q{q:03d}"}} {rng.randrange(100)}')
+    return ("\n".join(lines) + "\n").encode()
