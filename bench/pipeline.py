@@ -17,7 +17,23 @@ encoding the bulk bodies, the least work a scenario must do. Every scenario is a
 ratio of its records per CPU-second to its floor, which stays meaningful on a shared, noisy machine
 where absolute numbers do not.
 
+Metrics scenarios: `remote_write-prom` (remote-write requests in, the pull exporter out: delivered
+is burnline_records_exported_total of the exporter, and after the drain the bench checks every
+series is on the exporter's /metrics) and `scrape-rw` (1,000 static targets x 500 samples served
+by a double on the other core, out through the remote-write exporter to a sink in the same double:
+rec/s is samples scraped, e2e/CPU-s samples delivered in the window per CPU-second in the window,
+as scraping never stops and there is no drain). `forward-es-slo10` and `forward-es-slo10k` are
+forward-es with 10 and 10,000 log SLOs in the config (the first ten match the traffic).
+
+`--overload` runs the chosen scenarios with ten times the connections (`--overload-factor`), no
+pacing, default limits, and sets the load generator's refusals and its whole-run sent/acked counts
+beside burnline's own burnline_records_refused_total and burnline_records_accepted_total.
+`--workers N` writes `service.workers: N` into the config (not written without the flag) and pins
+burnline to N cores when there are more. burnline's CPU and peak RSS are always summed over its
+process tree (a supervisor and its worker children).
+
 Run: .venv/bin/python bench/pipeline.py [--seconds 20] [--warmup 5] [--only forward-es,...] [--json out.json]
+       [--overload [--overload-factor 10]] [--workers N]
 """
 
 from __future__ import annotations
@@ -40,10 +56,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cramjam
 import msgpack
 import orjson
 import yaml
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from prometheus_client.parser import text_string_to_metric_families
+
+from collector.prompb import remote_pb2, types_pb2
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,25 +80,74 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cores() -> tuple[set[int], set[int]]:
-    """(burnline's cores, everyone else's): the first allowed core for burnline, the rest for load."""
+def cores(workers: int | None = None) -> tuple[set[int], set[int]]:
+    """(burnline's cores, everyone else's): the first allowed core (the first N with ``workers``) for
+    burnline, the rest for load; when there are no more cores than that, everyone shares them all."""
     allowed = sorted(os.sched_getaffinity(0))
-    if len(allowed) < 2:
+    n = workers or 1
+    if len(allowed) <= n:
         return set(allowed), set(allowed)
-    return {allowed[0]}, set(allowed[1:])
+    return set(allowed[:n]), set(allowed[n:])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads (not of its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat from the field after the command name (so index 1 is the ppid)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+class ProcessTree:
+    """burnline's process and its descendants (a supervisor and its worker children), found by
+    walking /proc on each sample, since workers can restart under new pids.
+
+    cpu_seconds() sums user + system time of every process in the tree plus the time of its
+    children that exited and were waited for (cutime + cstime): when a worker dies, its time moves
+    into its parent's cutime, so the sum keeps counting it and the difference of two samples is the
+    tree's CPU between them. (A child that died unwaited between two samples loses its last slice.)
+    Without children it is the one process' CPU."""
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+
+    def pids(self) -> list[int]:
+        parents: dict[int, list[int]] = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    parents.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+                except (OSError, IndexError, ValueError):
+                    continue
+        tree, todo = [], [self.root]
+        while todo and len(tree) < 10_000:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(parents.get(pid, ()))
+        return tree
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = _stat(pid)
+            except OSError:
+                continue  # gone since the walk: its time is in its parent's cutime once waited for
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+        return total / CLK_TCK
+
+    def peak_rss_mib(self) -> float:
+        """The sum of each living process' peak RSS (VmHWM): an upper bound of the tree's peak."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return total
+
+    def count(self) -> int:
+        return len(self.pids())
 
 
 def http_json(url: str, timeout: float = 5.0) -> Any:
@@ -110,10 +179,48 @@ class Scenario:
     exporter: Callable[[str], dict[str, Any]]  # backend address -> exporters section
     per_request: int
     floor: str  # which floor this scenario is compared with
+    slos: int = 0  # log SLOs in the config (bench/pipeline.py log_slos)
+    # Where delivery is counted: the backend double's stats, or (a pull exporter, which has no
+    # backend) burnline_records_exported_total of the exporter on burnline's admin /metrics.
+    delivered_from: str = "backend"
+
+
+SCRAPE_TARGETS = 1000
+SCRAPE_INTERVAL = 10.0
+RW_REQUESTS = 16  # distinct remote-write requests the load generator cycles through
+RW_SAMPLES = 2000  # samples a request: Prometheus' default max_samples_per_send
 
 
 def _es_exporter(address: str) -> dict[str, Any]:
     return {"elasticsearch": {"endpoints": [f"http://{address}"]}}
+
+
+def _prometheus_exporter(address: str) -> dict[str, Any]:
+    return {"prometheus": {"endpoint": address}}
+
+
+def _remote_write_exporter(address: str) -> dict[str, Any]:
+    return {"prometheus_remote_write": {"endpoint": f"http://{address}/api/v1/write"}}
+
+
+def _forward_receiver(port: int) -> dict[str, Any]:
+    return {"forward": {"endpoint": f"127.0.0.1:{port}"}}
+
+
+def log_slos(count: int) -> list[dict[str, Any]]:
+    """``count`` log SLOs. The first ten watch the five services the Forward records come from (errors
+    and warnings as bad events, so counting really happens); the rest watch 1,000 other services and
+    never match, as in bench/slo.py."""
+    out = []
+    for i in range(count):
+        if i < 10:
+            service = workloads.SERVICES[i // 2]
+            bad = {"severity": ">=error" if i % 2 == 0 else ">=warn"}
+        else:
+            service, bad = f"other-{i % 1000}", {"severity": ">=error"}
+        sli = {"logs": {"match": {"service.name": service, "k8s.namespace.name": "shop"}, "bad": bad}}
+        out.append({"name": f"slo-{i}", "service": service, "objective": 99.9, "sli": sli})
+    return out
 
 
 def _otlp_exporter(protocol: str) -> Callable[[str], dict[str, Any]]:
@@ -186,6 +293,59 @@ SCENARIOS = [
         500,
         "otlp",
     ),
+    Scenario(
+        "remote_write-prom",
+        "Prometheus remote_write (snappy protobuf, 2,000 samples a request) -> prometheus (pull) exporter",
+        "remote-write",
+        lambda port: {"remote_write": {"endpoint": f"127.0.0.1:{port}"}},
+        "remote_write",
+        "metrics",
+        "none",
+        _prometheus_exporter,
+        RW_SAMPLES,
+        "remote_write",
+        delivered_from="exported",
+    ),
+    Scenario(
+        # Into the remote-write exporter, not the pull one: 1,000 x 500 series are over the pull
+        # exporter's default max_series (200,000), and a push backend counts delivery as it happens.
+        "scrape-rw",
+        "prometheus_scrape, 1,000 static targets x 500 samples every 10 s -> prometheus_remote_write",
+        "",
+        lambda port: {},  # built from the target double's ports (run_scenario)
+        "prometheus_scrape",
+        "metrics",
+        "scrape-targets",
+        _remote_write_exporter,
+        workloads.SCRAPE_SAMPLES,
+        "scrape",
+    ),
+    Scenario(
+        "forward-es-slo10",
+        "forward-es with 10 log SLOs (all matching the traffic)",
+        "forward",
+        _forward_receiver,
+        "forward",
+        "logs",
+        "es",
+        _es_exporter,
+        1000,
+        "forward",
+        slos=10,
+    ),
+    Scenario(
+        "forward-es-slo10k",
+        "forward-es with 10,000 log SLOs (10 matching the traffic, 9,990 on other services)",
+        "forward",
+        _forward_receiver,
+        "forward",
+        "logs",
+        "es",
+        _es_exporter,
+        1000,
+        "forward",
+        slos=10_000,
+    ),
 ]
 
 
@@ -256,10 +416,60 @@ def floor_otlp(seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
+def floor_remote_write(seconds: float) -> float:
+    """Samples/s: snappy-decode and parse the same WriteRequests, render each series as an exposition
+    line (what the pull exporter serves)."""
+    bodies = workloads.remote_write_requests(RW_REQUESTS, RW_SAMPLES)
+    done = 0
+    end = time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < end:
+        for body in bodies:
+            request = remote_pb2.WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+            lines = []
+            for ts in request.timeseries:
+                name = ""
+                labels = []
+                for label in ts.labels:
+                    if label.name == "__name__":
+                        name = label.value
+                    else:
+                        labels.append(f'{label.name}="{label.value}"')
+                for sample in ts.samples:
+                    lines.append(f"{name}{{{','.join(labels)}}} {sample.value!r}")
+            "\n".join(lines).encode()
+            done += len(lines)
+    return done / (time.perf_counter() - started)
+
+
+def floor_scrape(seconds: float) -> float:
+    """Samples/s: gunzip and parse the same expositions with prometheus-client's parser (burnline's),
+    encode the samples as a snappy remote-write request."""
+    bodies = [gzip.compress(workloads.exposition(v), 1) for v in range(8)]
+    now_ms = int(time.time() * 1000)
+    done = 0
+    end = time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < end:
+        for body in bodies:
+            request = remote_pb2.WriteRequest()
+            for family in text_string_to_metric_families(gzip.decompress(body).decode()):
+                for sample in family.samples:
+                    ts = request.timeseries.add()
+                    ts.labels.append(types_pb2.Label(name="__name__", value=sample.name))
+                    ts.labels.extend(types_pb2.Label(name=k, value=v) for k, v in sample.labels.items())
+                    ts.samples.append(types_pb2.Sample(value=sample.value, timestamp=now_ms))
+            cramjam.snappy.compress_raw(request.SerializeToString())
+            done += len(request.timeseries)
+    return done / (time.perf_counter() - started)
+
+
 FLOORS: dict[str, Callable[[float], float]] = {
     "forward": floor_forward,
     "json": floor_json,
     "otlp": floor_otlp,
+    "remote_write": floor_remote_write,
+    "scrape": floor_scrape,
 }
 
 
@@ -341,12 +551,70 @@ class Row:
     refused: int
     errors: int
     loadgen_cpu_s: float
+    # Over the whole run (warm-up included), read after the load generator ended: burnline's own
+    # burnline_records_refused_total and burnline_records_accepted_total of the receiver, beside the
+    # load generator's refused, sent, acked and unanswered items (refused above is the generator's).
+    burnline_refused: float | None = None
+    burnline_accepted: float | None = None
+    gen_sent: int | None = None
+    gen_acked: int | None = None
+    gen_unanswered: int | None = None
+    connections: int | None = None
+    burnline_cores: str = ""
+    burnline_processes: int = 1
+    workers: int | None = None
+    note: str = ""
+
+
+def admin_sum(text: str, name: str, component: str | None = None) -> float:
+    """The sum of a metric's samples on burnline's admin /metrics, of one component or all."""
+    total = 0.0
+    want = f'component="{component}"'
+    for line in text.splitlines():
+        if line.startswith(name + "{") and (component is None or want in line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def http_text(url: str, timeout: float = 30.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def wait_file(path: Path, lines: int, deadline_s: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            got = path.read_text().splitlines()
+            if len(got) >= lines:
+                return got
+        time.sleep(0.2)
+    raise TimeoutError(f"{path} did not get {lines} lines within {deadline_s:.0f}s")
+
+
+def scrape_receiver(ports: list[str]) -> dict[str, Any]:
+    return {
+        "prometheus_scrape": {
+            "scrape_interval": f"{SCRAPE_INTERVAL:g}s",
+            "jobs": [
+                {"job_name": "bench", "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}]}
+            ],
+        }
+    }
 
 
 def run_scenario(
-    s: Scenario, work: Path, *, seconds: float, warmup: float, connections: int, floor: float
+    s: Scenario,
+    work: Path,
+    *,
+    seconds: float,
+    warmup: float,
+    connections: int,
+    floor: float,
+    name: str = "",
+    workers: int | None = None,
 ) -> Row:
-    burnline_core, other_cores = cores()
+    burnline_core, other_cores = cores(workers)
     backend_port, backend_stats, receiver_port, admin_port = (
         free_port(),
         free_port(),
@@ -354,33 +622,64 @@ def run_scenario(
         free_port(),
     )
     backend_address = f"127.0.0.1:{backend_port}"
+    scrape = s.backend == "scrape-targets"
+    if scrape:
+        # The scrape targets are the load: a whole interval of warm-up spreads their first scrapes.
+        warmup = max(warmup, SCRAPE_INTERVAL)
     exporters = s.exporter(backend_address)
-    config = {
-        "receivers": s.receiver(receiver_port),
-        "exporters": exporters,
-        "service": {
+    metrics_url = f"http://127.0.0.1:{admin_port}/metrics"
+    if s.backend == "none":
+        stats_url = f"http://127.0.0.1:{admin_port}/readyz"
+    elif s.backend == "otlp-grpc":
+        stats_url = f"http://127.0.0.1:{backend_stats}/_bench/stats"
+    else:
+        stats_url = f"http://127.0.0.1:{backend_port}/_bench/stats"
+    exporter_id = next(iter(exporters))
+
+    def delivered() -> float:
+        if s.delivered_from == "exported":
+            return admin_sum(http_text(metrics_url), "burnline_records_exported_total", exporter_id)
+        return float(http_json(stats_url)["items"])
+
+    backend_args = [PYTHON, str(HERE / "doubles.py"), s.backend, "--port", str(backend_port)]
+    if s.backend == "otlp-grpc":
+        backend_args += ["--stats-port", str(backend_stats)]
+    ports_file = work / "ports.txt"
+    if scrape:
+        backend_args += ["--targets", str(SCRAPE_TARGETS), "--ports-file", str(ports_file)]
+    with contextlib.ExitStack() as stack:
+        if s.backend != "none":
+            stack.enter_context(process(backend_args, other_cores, work / "backend.log"))
+            wait_http(stats_url)
+        receivers = (
+            scrape_receiver(wait_file(ports_file, SCRAPE_TARGETS)) if scrape else s.receiver(receiver_port)
+        )
+        service: dict[str, Any] = {
             "data_dir": str(work / "data"),
             "log_level": "warning",
             "admin": {"endpoint": f"127.0.0.1:{admin_port}"},
             "pipelines": {s.signal: {"receivers": [s.receiver_id], "exporters": list(exporters)}},
-        },
-    }
-    config_path = work / "burnline.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    stats_url = f"http://127.0.0.1:{backend_stats if s.backend == 'otlp-grpc' else backend_port}/_bench/stats"
-    backend_args = [PYTHON, str(HERE / "doubles.py"), s.backend, "--port", str(backend_port)]
-    if s.backend == "otlp-grpc":
-        backend_args += ["--stats-port", str(backend_stats)]
-    with (
-        process(backend_args, other_cores, work / "backend.log"),
-        process(
-            [PYTHON, "-m", "collector", "run", "-c", str(config_path)], burnline_core, work / "burnline.log"
-        ) as burnline,
-    ):
-        wait_http(stats_url)
-        wait_http(f"http://127.0.0.1:{admin_port}/readyz")
+        }
+        if workers is not None:
+            service["workers"] = workers
+        config: dict[str, Any] = {"receivers": receivers, "exporters": exporters, "service": service}
+        if s.slos:
+            config["slos"] = log_slos(s.slos)
+        config_path = work / "burnline.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        burnline = stack.enter_context(
+            process(
+                [PYTHON, "-m", "collector", "run", "-c", str(config_path)],
+                burnline_core,
+                work / "burnline.log",
+            )
+        )
+        tree = ProcessTree(burnline.pid)
+        wait_http(f"http://127.0.0.1:{admin_port}/readyz", 120.0)
         t0 = time.time() + warmup
-        with (work / "loadgen.log").open("wb") as err:
+        gen = None
+        if s.loadgen:
+            err = stack.enter_context((work / "loadgen.log").open("wb"))
             gen = subprocess.Popen(
                 [PYTHON, str(HERE / "loadgen.py"), s.loadgen, f"127.0.0.1:{receiver_port}", "--t0", str(t0),
                  "--seconds", str(seconds), "--connections", str(connections),
@@ -388,25 +687,59 @@ def run_scenario(
                 stdout=subprocess.PIPE, stderr=err, cwd=ROOT,
             )  # fmt: skip
             os.sched_setaffinity(gen.pid, other_cores)
-            time.sleep(max(0.0, t0 - time.time()))
-            cpu0, delivered0 = cpu_seconds(burnline.pid), http_json(stats_url)["items"]
-            time.sleep(max(0.0, t0 + seconds - time.time()))
-            cpu1, delivered1 = cpu_seconds(burnline.pid), http_json(stats_url)["items"]
-            out, _ = gen.communicate(timeout=180)
-            drained_at = drain(f"http://127.0.0.1:{admin_port}/metrics", time.time() + DRAIN_TIMEOUT)
-            cpu2 = cpu_seconds(burnline.pid)
-        report = orjson.loads(out.splitlines()[-1])
-        rss = peak_rss_mib(burnline.pid)
+        time.sleep(max(0.0, t0 - time.time()))
+        cpu0, delivered0 = tree.cpu_seconds(), delivered()
+        stats0 = http_json(stats_url) if scrape else {}
+        queued0 = queued_records(metrics_url) if scrape else 0.0
+        time.sleep(max(0.0, t0 + seconds - time.time()))
+        cpu1, delivered1 = tree.cpu_seconds(), delivered()
+        stats1 = http_json(stats_url) if scrape else {}
+        queued1 = queued_records(metrics_url) if scrape else 0.0
+        processes = tree.count()
+        if gen is not None:
+            out, _ = gen.communicate(timeout=seconds + 240)
+            report = orjson.loads(out.splitlines()[-1])
+        else:
+            report = {
+                "items": stats1["scraped_samples"] - stats0["scraped_samples"],
+                "bytes": stats1["scraped_bytes"] - stats0["scraped_bytes"],
+                "refused": 0,
+                "errors": 0,
+                "p50_ms": None,
+                "p99_ms": None,
+                "cpu_seconds": round(stats1["cpu_seconds"] - stats0["cpu_seconds"], 3),
+            }
+        # Scraping never stops, so there is nothing to drain; every other load has stopped now.
+        drained_at = None if scrape else drain(metrics_url, time.time() + DRAIN_TIMEOUT)
+        cpu2 = tree.cpu_seconds()
+        own = http_text(metrics_url)
+        refused_total = admin_sum(own, "burnline_records_refused_total", s.receiver_id)
+        accepted_total = admin_sum(own, "burnline_records_accepted_total", s.receiver_id)
+        note = check_delivery(s, admin_port, exporters, report)
+        if scrape:
+            failed = admin_sum(own, "burnline_receiver_errors_total", s.receiver_id)
+            scrapes = stats1["scrapes"] - stats0["scrapes"]
+            asked = SCRAPE_TARGETS * seconds / SCRAPE_INTERVAL
+            note = (
+                f"{scrapes:,} scrapes answered in the window ({SCRAPE_TARGETS:,} targets every "
+                f"{SCRAPE_INTERVAL:g} s ask {asked:,.0f}); exporter queue {queued0:,.0f} -> "
+                f"{queued1:,.0f} points over the window; {failed:,.0f} failed scrapes in the run"
+            )
+        rss = tree.peak_rss_mib()
     items = report["items"]
     cpu = max(cpu1 - cpu0, 1e-9)
     per_cpu = items / cpu
-    sustained = items / max(cpu2 - cpu0, 1e-9) if drained_at is not None else 0.0
+    delivered_n = delivered1 - delivered0
+    if scrape:
+        # Samples delivered to the remote-write sink in the window, per CPU-second in the window.
+        sustained = delivered_n / cpu
+    else:
+        sustained = items / max(cpu2 - cpu0, 1e-9) if drained_at is not None else 0.0
     # The OTLP sinks count requests, not spans: each request carries per_request spans.
-    delivered = delivered1 - delivered0
-    if s.backend != "es":
-        delivered *= s.per_request
+    if s.backend.startswith("otlp"):
+        delivered_n *= s.per_request
     return Row(
-        s.name,
+        name or s.name,
         round(items / seconds, 1),
         round(report["bytes"] / seconds / 2**20, 2),
         round(cpu / items * 1e6, 2) if items else float("inf"),
@@ -416,18 +749,49 @@ def run_scenario(
         report["p50_ms"],
         report["p99_ms"],
         round(rss, 1),
-        round(delivered / seconds, 1),
+        round(delivered_n / seconds, 1),
         round(sustained, 1),
         round(sustained / floor, 4) if floor else 0.0,
         round(drained_at - (t0 + seconds), 1) if drained_at is not None else float("nan"),
         report["refused"],
         report["errors"],
         report["cpu_seconds"],
+        burnline_refused=refused_total,
+        burnline_accepted=accepted_total,
+        gen_sent=report.get("sent_total"),
+        gen_acked=report.get("acked_total"),
+        gen_unanswered=report.get("unanswered"),
+        connections=None if scrape else connections,
+        burnline_cores=",".join(map(str, sorted(burnline_core))),
+        burnline_processes=processes,
+        workers=workers,
+        note=note,
     )
 
 
+def check_delivery(s: Scenario, admin_port: int, exporters: dict[str, Any], report: dict[str, Any]) -> str:
+    """What shows the scenario's work really happened: the series on the pull exporter's /metrics,
+    the SLOs' counted events. Read after the window (its CPU is not counted)."""
+    try:
+        if s.delivered_from == "exported":
+            endpoint = exporters[next(iter(exporters))]["endpoint"]
+            text = http_text(f"http://{endpoint}/metrics", timeout=120)
+            shown = sum(1 for line in text.splitlines() if 'pod="' in line and not line.startswith("#"))
+            return f"{shown:,} of {RW_REQUESTS * RW_SAMPLES:,} sent series on the exporter's /metrics"
+        if s.slos:
+            status = http_json(f"http://127.0.0.1:{admin_port}/api/v1/slos/slo-0", timeout=60)
+            events = status["events"]
+            return (
+                f"{s.slos:,} SLOs; slo-0 ({status['service']}, errors bad) counted "
+                f"{events['good'] + events['bad']:,.0f} events, {events['bad']:,.0f} bad"
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        return f"check failed: {exc!r}"
+    return ""
+
+
 COLUMNS = [
-    ("scenario", 16, "{}"),
+    ("scenario", 20, "{}"),
     ("records_per_s", 11, "{:,.0f}"),
     ("mib_per_s", 7, "{:.2f}"),
     ("records_per_cpu_s", 12, "{:,.0f}"),
@@ -442,6 +806,7 @@ COLUMNS = [
     ("sustained_ratio_to_floor", 8, "{:.1%}"),
     ("drain_s", 7, "{:.1f}"),
     ("refused", 8, "{}"),
+    ("burnline_refused", 10, "{:.0f}"),
     ("loadgen_cpu_s", 8, "{:.1f}"),
 ]
 HEADERS = {
@@ -458,6 +823,8 @@ HEADERS = {
     "sustained_per_cpu_s": "e2e/CPU-s",
     "sustained_ratio_to_floor": "e2e%",
     "drain_s": "drain s",
+    "refused": "gen ref",
+    "burnline_refused": "bl refused",
     "loadgen_cpu_s": "gen CPU",
 }
 
@@ -475,6 +842,19 @@ def print_row(row: Row) -> None:
         ),
         flush=True,
     )
+    extra = []
+    if row.gen_sent is not None:
+        extra.append(
+            f"whole run: generator sent {row.gen_sent:,}, acked {row.gen_acked:,}, refused {row.refused:,}, "
+            f"unanswered {row.gen_unanswered:,}; burnline accepted {row.burnline_accepted or 0:,.0f}, "
+            f"refused {row.burnline_refused or 0:,.0f}"
+        )
+    if row.burnline_processes > 1 or row.workers is not None:
+        extra.append(f"burnline: {row.burnline_processes} processes on core(s) {row.burnline_cores}")
+    if row.note:
+        extra.append(row.note)
+    for line in extra:
+        print(f"    {row.scenario}: {line}", flush=True)
 
 
 def main() -> None:
@@ -487,29 +867,55 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--json", type=Path, help="write the rows (and the machine) here")
     parser.add_argument("--keep", action="store_true", help="keep each scenario's directory (config, logs)")
+    parser.add_argument(
+        "--overload", action="store_true",
+        help="--overload-factor times the connections, no pacing, default limits; refusals side by side",
+    )  # fmt: skip
+    parser.add_argument("--overload-factor", type=int, default=10)
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="write service.workers: N into the config and pin burnline to N cores (if there are more)",
+    )  # fmt: skip
     args = parser.parse_args()
-    chosen = [s for s in SCENARIOS if not args.only or s.name in args.only.split(",")]
-    burnline_core, other = cores()
-    print(f"burnline on core(s) {sorted(burnline_core)}, load and backends on {sorted(other)}; "
-          f"{args.seconds:.0f} s windows after {args.warmup:.0f} s warm-up")  # fmt: skip
+    names = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(names) - {s.name for s in SCENARIOS})
+    if unknown:
+        parser.error(
+            f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(s.name for s in SCENARIOS)}"
+        )
+    chosen = [s for s in SCENARIOS if not names or s.name in names]
+    connections = args.connections
+    if args.overload:
+        skipped = [s.name for s in chosen if not s.loadgen]
+        if skipped:
+            print(f"--overload: skipping {', '.join(skipped)} (no load generator: the targets set the load)")
+        chosen = [s for s in chosen if s.loadgen]
+        connections *= args.overload_factor
+    burnline_core, other = cores(args.workers)
+    workers = f", service.workers: {args.workers}" if args.workers is not None else ""
+    print(f"burnline on core(s) {sorted(burnline_core)}{workers}, load and backends on {sorted(other)}; "
+          f"{args.seconds:.0f} s windows after {args.warmup:.0f} s warm-up; "
+          f"{connections} connections")  # fmt: skip
     print_header()
     rows = []
     for s in chosen:
         work = Path(tempfile.mkdtemp(prefix=f"bench-{s.name}-"))
         row = None
+        name = f"{s.name}-{args.overload_factor}x" if args.overload else s.name
         # The floor right before its scenario, on the same core: on a shared machine the two see
         # about the same contention, so their ratio holds where absolute rates drift.
-        floor = measure_floor(s.floor, min(args.seconds, 5.0), burnline_core)
+        floor = measure_floor(s.floor, min(args.seconds, 5.0), {min(burnline_core)})
         for attempt in (1, 2):  # a second try when a shared machine's port or process hiccups
             try:
                 row = run_scenario(
-                    s, work, seconds=args.seconds, warmup=args.warmup, connections=args.connections,
-                    floor=floor,
+                    s, work, seconds=args.seconds, warmup=args.warmup, connections=connections,
+                    floor=floor, name=name, workers=args.workers,
                 )  # fmt: skip
                 break
             except Exception as exc:
                 print(f"{s.name}: attempt {attempt} failed: {exc!r}", flush=True)
                 traceback.print_exc()
+                shutil.rmtree(work / "data", ignore_errors=True)
         if row is None or not row.records_per_s:
             for log in sorted(work.glob("*.log")):
                 print(f"--- {log}\n{log.read_text(errors='replace')[-2000:]}", flush=True)
@@ -524,6 +930,7 @@ def main() -> None:
                 {
                     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "cpus": os.cpu_count(),
+                    "command": " ".join(sys.argv),
                     "rows": [asdict(r) for r in rows],
                 },
                 indent=2,
