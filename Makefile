@@ -78,9 +78,12 @@ stress: $(TEST_STAMP) system-deps
 ## test: everything the tests need, then lint, type checks and the whole suite
 test: lock-check lint typecheck unit
 
-## bench: throughput and robustness numbers (prints them; nothing asserts)
+## bench: throughput and robustness numbers (prints them; nothing asserts). pipeline.py runs every
+## scenario (logs, traces, remote_write, 1,000 scrape targets, 10 and 10,000 SLOs), then Forward at
+## ten times the connections with default limits (peak RSS, refusals counted by both sides)
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py --json bench/results-latest.json
+	$(BIN)/python bench/pipeline.py --overload --only forward-es
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/durable_queue.py
 	$(BIN)/python bench/durable_storage_choice.py
