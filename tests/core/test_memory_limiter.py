@@ -96,3 +96,24 @@ async def test_forward_withholds_its_ack_over_the_limit(tmp_path: Path) -> None:
         assert await client.closed_by_server(timeout=5)  # no ack: Fluent Bit resends the chunk later
         await client.close()
         assert svc.exporters["capture"].items == []  # type: ignore[attr-defined]
+
+
+def test_limits_are_split_between_workers() -> None:
+    """``service.workers: 2``: each worker gets half of every limit, so that together they keep to it."""
+    absolute = MemoryLimiterConfig.model_validate({"hard_limit": "2GiB", "soft_limit": "1GiB"})
+    whole, half = MemoryLimiter(absolute, Telemetry()), MemoryLimiter(absolute, Telemetry(), share=2)
+    assert (whole.hard, whole.soft) == (2 * 1024**3, 1024**3)
+    assert (half.hard, half.soft) == (1024**3, 512 * 1024**2)
+    hard_only = MemoryLimiter(
+        MemoryLimiterConfig.model_validate({"hard_limit": "2GiB"}), Telemetry(), share=2
+    )
+    assert (hard_only.hard, hard_only.soft) == (1024**3, int(1024**3 * 0.8))
+    percentages = MemoryLimiterConfig.model_validate({"limit_percentage": 80, "spike_percentage": 20})
+    whole, half = MemoryLimiter(percentages, Telemetry()), MemoryLimiter(percentages, Telemetry(), share=2)
+    total = available_memory()
+    assert half.hard == pytest.approx(total / 2 * 0.8, rel=1e-6)
+    assert half.soft == pytest.approx(total / 2 * 0.6, rel=1e-6)
+    assert half.hard == pytest.approx(whole.hard / 2, rel=1e-6)
+    assert half.soft == pytest.approx(whole.soft / 2, rel=1e-6)
+    four = MemoryLimiter(absolute, Telemetry(), share=4)
+    assert (four.hard, four.soft) == (512 * 1024**2, 256 * 1024**2)

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from collector.config import load_config, parse_config
+from collector.config import ConfigError, load_config, parse_config
 from collector.core.component import Refused
 from collector.core.model import LogRecord, Signal
+from collector.core.reload import check_fixed_settings
 from collector.core.service import Service
 from tests.forward_frames import ForwardClient, event_time, forward
 from tests.support import free_port, metric_value, running_service, wait_until
@@ -256,3 +257,36 @@ async def test_changed_receiver_whose_new_port_is_taken_runs_on_as_before(
             assert await client.receive(timeout=30) == {"ack": "c"}
         finally:
             await client.close()
+
+
+def test_check_fixed_settings_names_a_changed_worker_count() -> None:
+    running = parse_config({**base(), "service": {**base()["service"], "workers": 1}}, source="<a>", env={})
+    for workers, shown in ((2, "'1' -> '2'"), ("auto", "'1' -> 'auto'")):
+        changed = parse_config(
+            {**base(), "service": {**base()["service"], "workers": workers}}, source="<b>", env={}
+        )
+        with pytest.raises(ConfigError) as caught:
+            check_fixed_settings(running, changed)
+        assert caught.value.problems == [
+            f"service.workers: cannot change while burnline runs ({shown}); restart burnline"
+        ]
+    check_fixed_settings(running, parse_config(base(), source="<c>", env={}))  # 1 is the default
+
+
+async def test_a_reload_changing_the_worker_count_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_service(base(), str(tmp_path)) as svc:
+        capture = svc.exporters["capture"]
+        new = base()
+        new["service"]["workers"] = 2
+        new["exporters"] = {"capture": {"batch": {"flush_interval": 0, "max_records": 7}}}
+        assert not await svc.reload(reparse(svc, new))
+        line = next(r.getMessage() for r in caplog.records if "reload failed" in r.getMessage())
+        assert "service.workers: cannot change while burnline runs ('1' -> '2')" in line
+        assert metric_value(svc, "burnline_config_last_reload_successful") == 0
+        assert svc.config.service.workers == 1
+        assert svc.exporters["capture"] is capture  # nothing else of the new config was applied
+        new["service"]["workers"] = 1
+        assert await svc.reload(reparse(svc, new))  # the same change with the count kept applies
+        assert svc.exporters["capture"] is not capture
