@@ -52,8 +52,9 @@ from collector.core.startup_errors import (
 )
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.deadletter import DeadLetter
-from collector.exporterhelper.durable_queue import DurableQueue
+from collector.exporterhelper.durable_queue import DurableQueue, database_file
 from collector.exporterhelper.queue import MemoryQueue
+from collector.exporterhelper.queue_adoption import orphan_databases
 from collector.exporterhelper.sender import ExporterConfig, QueueSender
 from collector.slo.alertmanager import AlertmanagerClient
 from collector.slo.engine import SloEngine
@@ -203,8 +204,12 @@ class Service:
         sending: ExporterConfig = cfg if isinstance(cfg, ExporterConfig) else ExporterConfig()
         queue: MemoryQueue
         if sending.queue.storage == "disk":
+            root = self.data_dir / "queue"
+            # Queues of workers that no longer exist (service.workers changed) are taken over, so
+            # that what they acknowledged is still delivered.
+            orphans = orphan_databases(root, database_file(cid), self.worker)
             durable = DurableQueue(
-                cid, sending.queue, self.telemetry, self.worker.directory(self.data_dir / "queue")
+                cid, sending.queue, self.telemetry, self.worker.directory(root), adopt=orphans
             )
             try:
                 await durable.open()
