@@ -84,7 +84,11 @@ class Channel:
                 return  # cut short by the death of the worker: only a frame asyncio had buffered
             try:
                 message = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            except (ValueError, msgpack.ExtraData) as exc:
+            except (
+                ValueError,
+                TypeError,
+                msgpack.ExtraData,
+            ) as exc:  # TypeError: a map key msgpack cannot hash
                 raise ChannelError(f"a frame that is not msgpack: {exc}") from None
             if not isinstance(message, dict):
                 raise ChannelError("a frame that is not a map")
