@@ -8,14 +8,22 @@ Counters are per component and signal, as the OpenTelemetry Collector's ``otelco
 from __future__ import annotations
 
 import platform
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from collector import __version__
 
 # Export round trips range from a local SQLite commit (~1 ms) to a slow remote bulk (tens of s).
 EXPORT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class MetricFamilies(Protocol):
+    """Anything with a registry's ``collect()``."""
+
+    def collect(self) -> Iterable[Metric]: ...
 
 
 class Telemetry:
@@ -160,6 +168,10 @@ class Telemetry:
 
         # Writers of further text-format families (the SLO engine's, computed at scrape time).
         self.extra_expositions: list[Callable[[], Awaitable[bytes]]] = []
+
+    def status_registry(self) -> MetricFamilies:
+        """What the status page's pipeline section reads (a supervisor's: its workers' metrics)."""
+        return self.registry
 
     def exposition(self) -> bytes:
         """The registry's metrics (without the extra writers'; see ``full_exposition``)."""

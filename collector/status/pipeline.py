@@ -24,9 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry
-
-from collector.core.telemetry import Telemetry
+from collector.core.telemetry import MetricFamilies, Telemetry
 
 RATE_WINDOW = 60.0  # seconds of readings a rate spans (at most)
 SAMPLE_INTERVAL = 5.0
@@ -54,7 +52,7 @@ class ServiceView(Protocol):
     memory_limiter: Any
 
 
-def read(registry: CollectorRegistry) -> tuple[Counters, Gauges, dict[str, dict[str, float]]]:
+def read(registry: MetricFamilies) -> tuple[Counters, Gauges, dict[str, dict[str, float]]]:
     """Counters summed over reasons, gauges, and per component the failure reasons' counts."""
     counters: Counters = {}
     gauges: Gauges = {}
@@ -122,7 +120,7 @@ class PipelineSampler:
 
     def read_now(self) -> Reading:
         """The registry as it is now (not kept: requests must not grow the history)."""
-        counters, gauges, reasons = read(self.telemetry.registry)
+        counters, gauges, reasons = read(self.telemetry.status_registry())
         return Reading(self.clock(), counters, gauges, reasons)
 
     def sample(self) -> Reading:

@@ -18,6 +18,7 @@ from collector.core.reload import check_fixed_settings
 from collector.core.service import Service
 from collector.core.startup_errors import BUILT_IN_SOURCE, StartupError, check_data_dir, explain
 from collector.slo.spec import load_slos
+from collector.status.pipeline import SAMPLE_INTERVAL
 from collector.workers.metrics_merge import MergedTelemetry
 
 log = logging.getLogger("burnline.workers.control")
@@ -32,6 +33,8 @@ class ControlService(Service):
         self.merged = MergedTelemetry(endpoints)
         super().__init__(config, self.merged)
         self._waiting = waiting
+        # No receivers or exporters of its own: the status page finds them in the workers' metrics.
+        self.admin.service = None
 
     async def start(self) -> None:
         check_data_dir(self.data_dir, self.variables)
@@ -43,6 +46,7 @@ class ControlService(Service):
                 raise explain("service.admin", self.config.service.admin, exc, self.variables) from exc
             if self.slo_engine is not None:
                 self._start_slo_evaluation()
+            self.merged.start_refreshing(SAMPLE_INTERVAL)
         except BaseException:
             await self._stop_slo_engine()
             await self.admin.stop()

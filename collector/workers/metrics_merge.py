@@ -7,6 +7,10 @@ in the supervisor instead would make a counter go down whenever a worker restart
 are merged by name, so that each appears once, as the text format requires.
 
 The SLO families come from the supervisor's engine only: its counts are the merged ones.
+
+The status page's pipeline section reads a registry (collector/status/pipeline.py): the supervisor
+gives it the workers' families with the ``worker`` label summed away (``burnline_component_up``
+takes the least: a component is up when it is up in every worker), refreshed in the background.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from collector.core.telemetry import Telemetry
 
@@ -36,6 +41,32 @@ class _Families:
 
     def collect(self) -> Iterable[Metric]:
         return self._families
+
+
+# Gauges read as "all workers": the least over workers, not the sum.
+_ALL_OF = {"burnline_component_up"}
+
+
+def summed(texts: Iterable[bytes]) -> list[Metric]:
+    """The families of several workers' expositions, each sample summed over the workers."""
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text.decode("utf-8", "replace")):
+            if family.name not in families:
+                families[family.name] = Metric(family.name, family.documentation, family.type)
+                values[family.name] = {}
+            cells = values[family.name]
+            lowest = family.name in _ALL_OF
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                old = cells.get(key)
+                cells[key] = (
+                    sample.value if old is None else min(old, sample.value) if lowest else old + sample.value
+                )
+    for name, family in families.items():
+        family.samples.extend(Sample(n, dict(labels), v) for (n, labels), v in values[name].items())
+    return list(families.values())
 
 
 def merge(own: bytes, workers: dict[int, bytes]) -> bytes:
@@ -67,6 +98,20 @@ class MergedTelemetry(Telemetry):
         super().__init__()
         self._endpoints = endpoints
         self._session: aiohttp.ClientSession | None = None
+        self._workers_summed: list[Metric] = []
+        self._refresher: asyncio.Task[None] | None = None
+
+    def status_registry(self) -> _Families:
+        """The workers' pipeline metrics, summed over workers, as of the last refresh."""
+        return _Families(self._workers_summed)
+
+    def start_refreshing(self, interval: float) -> None:
+        self._refresher = asyncio.create_task(self._refresh(interval), name="worker-metrics")
+
+    async def _refresh(self, interval: float) -> None:
+        while True:
+            await self._worker_texts()
+            await asyncio.sleep(interval)
 
     async def _scrape(self, session: aiohttp.ClientSession, url: str) -> bytes | None:
         try:
@@ -78,18 +123,28 @@ class MergedTelemetry(Telemetry):
             log.warning("cannot read a worker's metrics at %s: %s", url, exc or type(exc).__name__)
         return None
 
-    async def full_exposition(self) -> bytes:
+    async def _worker_texts(self) -> dict[int, bytes]:
+        """Every running worker's exposition (those that answered), and the summed view refreshed."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT))
         endpoints = self._endpoints()
         texts = await asyncio.gather(*(self._scrape(self._session, url) for url in endpoints.values()))
         workers = {i: text for i, text in zip(endpoints, texts, strict=True) if text is not None}
+        self._workers_summed = summed(workers.values())
+        return workers
+
+    async def full_exposition(self) -> bytes:
+        workers = await self._worker_texts()
         extra: list[Awaitable[bytes]] = [write() for write in self.extra_expositions]
         # The registry's families merge with the workers' (the same names); the SLO engine's are
         # the supervisor's alone and follow as they are.
         return merge(self.exposition(), workers) + b"".join(await asyncio.gather(*extra))
 
     async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+            self._refresher = None
         if self._session is not None:
             await self._session.close()
             self._session = None

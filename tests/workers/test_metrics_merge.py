@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.core.telemetry import Telemetry
-from collector.workers.metrics_merge import WORKER_LABEL, MergedTelemetry, merge
+from collector.workers.metrics_merge import WORKER_LABEL, MergedTelemetry, merge, summed
 from tests.support import free_port
 
 Sample = tuple[str, tuple[tuple[str, str], ...], float]
@@ -192,3 +192,25 @@ async def test_full_exposition_reads_every_worker_and_leaves_out_a_failing_one(
             assert samples(text) == samples(telemetry.exposition()) | samples(SLO_TEXT)
         finally:
             await telemetry.close()
+
+
+def test_summed_adds_workers_up_and_takes_the_least_of_component_up() -> None:
+    def worker(accepted: float, queue: float, up: float) -> bytes:
+        r = CollectorRegistry()
+        Counter("burnline_records_accepted", "x", ["component", "signal"], registry=r).labels(
+            "forward", "logs"
+        ).inc(accepted)
+        Gauge("burnline_queue_records", "x", ["component"], registry=r).labels("es").set(queue)
+        Gauge("burnline_component_up", "x", ["component", "kind"], registry=r).labels("es", "exporter").set(
+            up
+        )
+        return generate_latest(r)
+
+    families = {f.name: f for f in summed([worker(10, 3, 1), worker(5, 4, 0)])}
+    accepted = [s for s in families["burnline_records_accepted"].samples if s.name.endswith("_total")]
+    assert [(s.labels, s.value) for s in accepted] == [({"component": "forward", "signal": "logs"}, 15.0)]
+    assert [s.value for s in families["burnline_queue_records"].samples] == [7.0]
+    assert [s.value for s in families["burnline_component_up"].samples] == [0.0]  # down in one worker
+    both_up = {f.name: f for f in summed([worker(1, 0, 1), worker(1, 0, 1)])}
+    assert [s.value for s in both_up["burnline_component_up"].samples] == [1.0]
+    assert summed([]) == []

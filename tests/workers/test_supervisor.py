@@ -7,6 +7,7 @@ cannot be split between workers is refused."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -155,6 +156,21 @@ async def test_two_workers_count_every_acked_event_once_across_a_crash_and_a_res
             assert sample(text, "burnline_workers") == 2
             assert text.count("# TYPE burnline_records_accepted_total counter") == 1
             assert sample(text, "burnline_slo_events_total", slo=SLO["name"]) == acked  # once, not per worker
+
+            async def pipeline_shows_both_workers() -> bool:
+                # The status page's pipeline section sums the workers (refreshed every few seconds).
+                _, body = await admin_get(proc, "/api/v1/pipeline")
+                doc = json.loads(body)
+                rows = {r["id"]: r for r in doc["receivers"]}
+                exporters = {e["id"]: e for e in doc["exporters"]}
+                return (
+                    "forward" in rows
+                    and rows["forward"]["signals"]["logs"]["accepted"] == acked
+                    and rows["forward"]["up"]
+                    and exporters.get("elasticsearch", {}).get("up") is True
+                )
+
+            await wait_for(pipeline_shows_both_workers, "the status API's pipeline of both workers")
 
             # A worker killed outright is started again; what it had acked stays counted once.
             victim = worker_pids(proc.proc.pid)[-1]
