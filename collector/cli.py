@@ -56,6 +56,15 @@ def _validate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    from collector.workers.cores import resolve_workers
+    from collector.workers.supervisor import unshareable
+
+    # What the supervisor would refuse at start with several workers, refused now.
+    problems = unshareable(config) if resolve_workers(config.service.workers) > 1 else []
+    if problems:
+        for problem in problems:
+            print(f"{config.source}: {problem}", file=sys.stderr)
+        return 1
     counts = (
         f"{len(config.receivers)} receiver(s), {len(config.processors)} processor(s), "
         f"{len(config.exporters)} exporter(s), {len(config.service.pipelines)} pipeline(s), "

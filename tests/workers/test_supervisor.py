@@ -285,3 +285,25 @@ async def test_queues_of_workers_that_no_longer_exist_are_delivered_by_the_remai
             assert single.log().count("adopted") >= 2, single.log()
         finally:
             await single.stop()
+
+
+def test_validate_refuses_what_several_workers_cannot_run(
+    tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    from collector.cli import main
+
+    monkeypatch.setenv("BURNLINE_ADMIN_ENDPOINT", "127.0.0.1:8888")
+    path = tmp_path / "burnline.yaml"
+    data = write_config(path, free_port(), "http://127.0.0.1:9", workers=2)
+    assert main(["validate", "-c", str(path)]) == 0  # elasticsearch splits fine
+    data["exporters"]["prometheus"] = {"endpoint": "127.0.0.1:9464"}
+    data["service"]["pipelines"]["metrics"] = {"receivers": ["forward"], "exporters": ["prometheus"]}
+    data["receivers"] = {"otlp": {"http": {"endpoint": "127.0.0.1:4318"}}}
+    data["service"]["pipelines"]["logs"]["receivers"] = ["otlp"]
+    data["service"]["pipelines"]["metrics"]["receivers"] = ["otlp"]
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", "-c", str(path)]) == 1
+    assert "exporters.prometheus: cannot run in several workers" in capsys.readouterr().err
+    data["service"]["workers"] = 1
+    path.write_text(yaml.safe_dump(data))
+    assert main(["validate", "-c", str(path)]) == 0
