@@ -576,6 +576,16 @@ def admin_sum(text: str, name: str, component: str | None = None) -> float:
     return total
 
 
+def refusal_reasons(text: str, component: str) -> str:
+    """burnline_records_refused_total of one receiver by reason, e.g. ``queue full: 109,000``."""
+    by_reason: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("burnline_records_refused_total{") and f'component="{component}"' in line:
+            reason = line.split('reason="', 1)[1].split('"', 1)[0] if 'reason="' in line else "?"
+            by_reason[reason] = by_reason.get(reason, 0.0) + float(line.rsplit(" ", 1)[1])
+    return ", ".join(f"{reason}: {n:,.0f}" for reason, n in sorted(by_reason.items()) if n)
+
+
 def http_text(url: str, timeout: float = 30.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return str(response.read().decode())
@@ -716,6 +726,9 @@ def run_scenario(
         refused_total = admin_sum(own, "burnline_records_refused_total", s.receiver_id)
         accepted_total = admin_sum(own, "burnline_records_accepted_total", s.receiver_id)
         note = check_delivery(s, admin_port, exporters, report)
+        reasons = refusal_reasons(own, s.receiver_id)
+        if reasons:
+            note = "; ".join(filter(None, [note, f"burnline's refusal reasons: {reasons}"]))
         if scrape:
             failed = admin_sum(own, "burnline_receiver_errors_total", s.receiver_id)
             scrapes = stats1["scrapes"] - stats0["scrapes"]
