@@ -863,7 +863,7 @@ def print_row(row: Row) -> None:
             f"refused {row.burnline_refused or 0:,.0f}"
         )
     if row.burnline_processes > 1 or row.workers is not None:
-        extra.append(f"burnline: {row.burnline_processes} processes on core(s) {row.burnline_cores}")
+        extra.append(f"burnline: {row.burnline_processes} process(es) on core(s) {row.burnline_cores}")
     if row.note:
         extra.append(row.note)
     for line in extra:
