@@ -69,6 +69,18 @@ log = logging.getLogger("burnline.service")
 _START_ERRORS = (OSError, sqlite3.Error)
 
 
+def signal_events() -> tuple[asyncio.Event, asyncio.Event]:
+    """(reload requested: SIGHUP, stop requested: SIGTERM or SIGINT), handled from now on: SIGHUP's
+    default would end the process, SIGINT's raise a traceback. A signal during the start is acted
+    on once it is complete."""
+    loop = asyncio.get_running_loop()
+    reload_requested, stop_requested = asyncio.Event(), asyncio.Event()
+    loop.add_signal_handler(signals.SIGHUP, reload_requested.set)
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    return reload_requested, stop_requested
+
+
 class Service:
     def __init__(
         self,
@@ -433,12 +445,7 @@ class Service:
         """Starts, then runs until SIGTERM or SIGINT, reloading on SIGHUP; returns the exit code.
         ``started`` is called once the service runs (a worker tells its supervisor so)."""
         loop = asyncio.get_running_loop()
-        # From the start on: SIGHUP's default would end the process, SIGINT's raise a traceback.
-        # A signal during the start is acted on once it is complete.
-        reload_requested, stop_requested = asyncio.Event(), asyncio.Event()
-        loop.add_signal_handler(signals.SIGHUP, reload_requested.set)
-        for sig in (signals.SIGTERM, signals.SIGINT):
-            loop.add_signal_handler(sig, stop_requested.set)
+        reload_requested, stop_requested = signal_events()
         try:
             await self.start()
         except (ConfigError, StartupError) as exc:  # one line naming what to fix, no traceback

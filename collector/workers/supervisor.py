@@ -31,6 +31,7 @@ from prometheus_client import Counter, Gauge
 from collector.config import ConfigError
 from collector.config.model import Config
 from collector.core.reload import used_components
+from collector.core.service import signal_events
 from collector.core.startup_errors import BUILT_IN_SOURCE, StartupError
 from collector.workers import channel as messages
 from collector.workers.channel import Channel, ChannelError
@@ -229,10 +230,7 @@ class Supervisor:
             log.error("cannot start: %s", "; ".join(problems))
             return 1
         loop = asyncio.get_running_loop()
-        reload_requested, stop_requested = asyncio.Event(), asyncio.Event()
-        loop.add_signal_handler(signals.SIGHUP, reload_requested.set)
-        for sig in (signals.SIGTERM, signals.SIGINT):
-            loop.add_signal_handler(sig, stop_requested.set)
+        reload_requested, stop_requested = signal_events()
         try:
             await self.control.start()
         except (ConfigError, StartupError) as exc:

@@ -208,24 +208,29 @@ async def test_two_workers_count_every_acked_event_once_across_a_crash_and_a_res
             await single.stop()
 
 
+async def failed_start(proc: BurnlineProcess) -> str:
+    """Starts ``proc``, which must exit 1 instead of getting ready; returns its log."""
+    try:
+        try:
+            await proc.start()
+        except AssertionError as exc:
+            assert "exited 1" in str(exc)
+        else:
+            raise AssertionError(f"burnline started:\n{proc.log()}")
+        return proc.log()
+    finally:
+        await proc.stop()
+
+
 async def test_a_worker_that_cannot_start_fails_the_start(tmp_path: Path) -> None:
     path = tmp_path / "burnline.yaml"
     with socket.socket() as taken:  # bound without SO_REUSEPORT: no worker may share it
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         write_config(path, taken.getsockname()[1], "http://127.0.0.1:9", workers=2)
-        proc = BurnlineProcess(path, tmp_path)
-        try:
-            try:
-                await proc.start()
-            except AssertionError as exc:
-                assert "exited 1" in str(exc)
-            else:
-                raise AssertionError("burnline started on a taken port")
-            assert "receivers.forward" in proc.log()
-            assert "before it started; stopping" in proc.log()
-        finally:
-            await proc.stop()
+        log = await failed_start(BurnlineProcess(path, tmp_path))
+        assert "receivers.forward" in log
+        assert "before it started; stopping" in log
 
 
 async def test_an_exporter_that_cannot_be_split_is_refused(tmp_path: Path) -> None:
@@ -235,17 +240,8 @@ async def test_an_exporter_that_cannot_be_split_is_refused(tmp_path: Path) -> No
     data["receivers"] = {"otlp": {"http": {"endpoint": f"127.0.0.1:{free_port()}"}}}
     data["service"]["pipelines"] = {"metrics": {"receivers": ["otlp"], "exporters": ["prometheus"]}}
     path.write_text(yaml.safe_dump(data))
-    proc = BurnlineProcess(path, tmp_path)
-    try:
-        try:
-            await proc.start()
-        except AssertionError as exc:
-            assert "exited 1" in str(exc)
-        else:
-            raise AssertionError("burnline started a prometheus exporter in two workers")
-        assert "exporters.prometheus: cannot run in several workers" in proc.log()
-    finally:
-        await proc.stop()
+    log = await failed_start(BurnlineProcess(path, tmp_path))
+    assert "exporters.prometheus: cannot run in several workers" in log
 
 
 async def test_queues_of_workers_that_no_longer_exist_are_delivered_by_the_remaining_one(
