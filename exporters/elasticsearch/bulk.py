@@ -22,6 +22,7 @@ from exporters.elasticsearch import ecs
 from exporters.elasticsearch.config import DataStreamConfig
 from exporters.elasticsearch.ecs_fields import AttributeFields, attribute_fields, utf8_safe
 from exporters.elasticsearch.log_source import ResourcePart, log_source
+from exporters.elasticsearch.span_source import SpanResource, span_document_id, span_source
 
 
 @dataclass(slots=True, eq=False)
@@ -100,6 +101,7 @@ class _Encoding:
     def __init__(self) -> None:
         self.now = time.time_ns()
         self._resources: dict[int, tuple[Any, ResourcePart]] = {}
+        self._span_resources: dict[int, tuple[Any, SpanResource]] = {}
 
     def resource_part(self, resource: Any) -> ResourcePart:
         held = self._resources.get(id(resource))
@@ -109,6 +111,15 @@ class _Encoding:
 
     def resource_fields(self, resource: Any) -> AttributeFields:
         return self.resource_part(resource).fields
+
+    def span_resource(self, resource: Any) -> SpanResource:
+        held = self._span_resources.get(id(resource))
+        if held is None or held[0] is not resource:
+            held = self._span_resources[id(resource)] = (
+                resource,
+                SpanResource(self.resource_fields(resource)),
+            )
+        return held[1]
 
     def route(self, attributes: Any, resource: Any, dataset: str, namespace: str) -> tuple[str, str]:
         """``ecs.route``, once per resource for records whose own attributes choose no data stream."""
@@ -187,18 +198,22 @@ def encode_spans(
         try:
             if not isinstance(span, Span):
                 raise TypeError(f"expected a Span, got {type(span).__name__}")
-            doc_id = ecs.span_document_id(span)
+            doc_id = span_document_id(span)
             if data_stream.dynamic:
-                dataset, namespace = ecs.route(
+                dataset, namespace = encoding.route(
                     span.attributes, span.resource, default_dataset, default_namespace
                 )
             else:
                 dataset, namespace = default_dataset, default_namespace
             index = ecs.data_stream_name(ecs.TRACES, dataset, namespace)
-            document = ecs.span_document(
-                span, dataset, namespace, encoding.now, encoding.resource_fields(span.resource)
-            )
-            source = _source(document)
+            part = encoding.span_resource(span.resource)
+            source = span_source(span, dataset, namespace, encoding.now, part)
+            if source is None:  # what the compiled shapes cannot do (see span_source.py): the whole document
+                source = _source(
+                    ecs.span_document(
+                        span, dataset, namespace, encoding.now, encoding.resource_fields(span.resource)
+                    )
+                )
         except _ENCODE_ERRORS as exc:
             failed.append((span, f"{type(exc).__name__}: {exc}"))
             continue

@@ -79,7 +79,16 @@ from typing import Any
 
 import orjson
 
-from collector.core.model import LogRecord, Scope, Span, SpanKind, StatusCode, severity_name
+from collector.core.model import (
+    LogRecord,
+    Scope,
+    Span,
+    SpanEvent,
+    SpanKind,
+    SpanLink,
+    StatusCode,
+    severity_name,
+)
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES, require_hex_id
 from exporters.elasticsearch.ecs_fields import (
     DATASET_ATTRIBUTE,
@@ -110,7 +119,7 @@ _MAX_PART = 100
 
 # Span attributes whose Elastic APM name is not the convention's own (the OpenTelemetry Collector's
 # ECS mode maps these; the older db.name and db.statement are still what most instrumentations send).
-_SPAN_SEMCONV_TO_ECS = {
+SPAN_SEMCONV_TO_ECS = {
     "db.system": "span.db.type",
     "db.namespace": "span.db.instance",
     "db.name": "span.db.instance",
@@ -256,7 +265,7 @@ def log_document(
     return nest(flat)
 
 
-_ECS_SPAN_KINDS: dict[int, str] = {
+ECS_SPAN_KINDS: dict[int, str] = {
     SpanKind.INTERNAL: "INTERNAL",
     SpanKind.SERVER: "SERVER",
     SpanKind.CLIENT: "CLIENT",
@@ -289,6 +298,28 @@ def _flat_attributes(attributes: Mapping[Any, Any]) -> dict[str, Any]:
     return flat
 
 
+def span_events(events: Iterable[SpanEvent]) -> list[dict[str, Any]]:
+    """A span's ``span.events`` (see the module docstring)."""
+    out = []
+    for event in events:
+        entry: dict[str, Any] = {"time": format_timestamp(event.time_unix_nano), "name": event.name}
+        if event.attributes:
+            entry["attributes"] = _flat_attributes(event.attributes)
+        out.append(entry)
+    return out
+
+
+def span_links(links: Iterable[SpanLink]) -> list[dict[str, Any]]:
+    """A span's ``span.links`` (see the module docstring)."""
+    out = []
+    for link in links:
+        linked: dict[str, Any] = {"trace": {"id": link.trace_id}, "span": {"id": link.span_id}}
+        if link.attributes:
+            linked["attributes"] = _flat_attributes(link.attributes)
+        out.append(linked)
+    return out
+
+
 def span_document(
     span: Span,
     dataset: str,
@@ -310,7 +341,7 @@ def span_document(
     if span.parent_span_id:
         flat["parent.id"] = span.parent_span_id
     flat["span.name"] = span.name
-    kind = _ECS_SPAN_KINDS.get(span.kind)
+    kind = ECS_SPAN_KINDS.get(span.kind)
     if kind is not None:
         flat["span.kind"] = kind
     flat["event.duration"] = span.duration_ns
@@ -318,21 +349,9 @@ def span_document(
     if span.status_message:
         flat["span.status.message"] = span.status_message
     if span.events:
-        events = []
-        for event in span.events:
-            entry: dict[str, Any] = {"time": format_timestamp(event.time_unix_nano), "name": event.name}
-            if event.attributes:
-                entry["attributes"] = _flat_attributes(event.attributes)
-            events.append(entry)
-        flat["span.events"] = events
+        flat["span.events"] = span_events(span.events)
     if span.links:
-        links = []
-        for link in span.links:
-            linked: dict[str, Any] = {"trace": {"id": link.trace_id}, "span": {"id": link.span_id}}
-            if link.attributes:
-                linked["attributes"] = _flat_attributes(link.attributes)
-            links.append(linked)
-        flat["span.links"] = links
+        flat["span.links"] = span_links(span.links)
     scope: Scope | None = span.scope
     if scope is not None and scope.name:
         flat["service.framework.name"] = scope.name
@@ -344,7 +363,7 @@ def span_document(
 
     if resource_fields is None:
         resource_fields = attribute_fields(span.resource)
-    sources = [(RECORD_NAMESPACE, attribute_fields(span.attributes, _SPAN_SEMCONV_TO_ECS))]
+    sources = [(RECORD_NAMESPACE, attribute_fields(span.attributes, SPAN_SEMCONV_TO_ECS))]
     if scope is not None and scope.attributes:
         sources.append((SCOPE_NAMESPACE, attribute_fields(scope.attributes)))
     sources.append((RESOURCE_NAMESPACE, resource_fields))
