@@ -147,6 +147,19 @@ def json_value(value: Any) -> Any:
     return str(value)
 
 
+def leaf_value(value: Any) -> Any:
+    """``json_value`` with the common leaves (str, bool, int, float) decided by exact type first: the
+    per-record hot path of the compiled log and span shapes."""
+    kind = type(value)
+    if kind is str or kind is bool:
+        return value
+    if kind is int:
+        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+    if kind is float:
+        return value if math.isfinite(value) else nonfinite_text(value)
+    return json_value(value)
+
+
 def utf8_safe(value: Any) -> Any:
     """A copy whose strings are valid UTF-8: lone surrogates (from lenient decoders) become "?"."""
     if isinstance(value, str):

@@ -22,28 +22,25 @@ document whole; tests compare the two paths field for field.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
 
 from collector.core.model import LogRecord
-from collector.normalize.values import nonfinite_text
 from exporters.elasticsearch import ecs
 from exporters.elasticsearch.ecs_fields import (
     ROUTING_ATTRIBUTES,
     AttributeFields,
     clean_key,
     ecs_name,
-    json_value,
+    leaf_value,
     nest,
     place_attributes,
 )
 
 # Attribute value types whose placement depends on the name alone (a map is flattened, None dropped).
 _LEAF_TYPES: Final = frozenset({str, int, float, bool, list})
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _MAX_SHAPES = 4096
 _OWN = 0
 _ATTRIBUTE = 1
@@ -143,17 +140,6 @@ def _shape(own_keys: tuple[str, ...], attribute_keys: tuple[str, ...]) -> _Shape
     return shape
 
 
-def _value(value: Any) -> Any:
-    kind = type(value)
-    if kind is str or kind is bool:
-        return value
-    if kind is int:
-        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
-    if kind is float:
-        return value if math.isfinite(value) else nonfinite_text(value)
-    return json_value(value)
-
-
 def log_source(
     record: LogRecord, dataset: str, namespace: str, now_unix_nano: int, resource: ResourcePart
 ) -> bytes | None:
@@ -170,7 +156,7 @@ def log_source(
     if shape is None or not shape.tops.isdisjoint(resource.tops):
         return None
     try:
-        part = orjson.dumps(shape.build(list(own.values()), [_value(v) for v in attributes.values()]))
+        part = orjson.dumps(shape.build(list(own.values()), [leaf_value(v) for v in attributes.values()]))
     except orjson.JSONEncodeError:
         return None
     if resource.json:

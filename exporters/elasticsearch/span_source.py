@@ -21,7 +21,6 @@ Unlike the log splice, the resource is not encoded apart: a span document's own 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -30,21 +29,19 @@ import orjson
 
 from collector.core.model import Span
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES
-from collector.normalize.values import nonfinite_text
 from exporters.elasticsearch import ecs
 from exporters.elasticsearch.ecs_fields import (
     ROUTING_ATTRIBUTES,
     AttributeFields,
     clean_key,
     ecs_name,
-    json_value,
+    leaf_value,
     nest,
     place_attributes,
 )
 
 # Attribute value types whose placement depends on the name alone (a map is flattened, None dropped).
 _LEAF_TYPES: Final = frozenset({str, int, float, bool, list, bytes})
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _MAX_SHAPES = 4096
 
 # Where a marker's value comes from: the builder's arguments, in this order.
@@ -176,17 +173,6 @@ def _shape(
     return build
 
 
-def _value(value: Any) -> Any:
-    kind = type(value)
-    if kind is str or kind is bool:
-        return value
-    if kind is int:
-        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
-    if kind is float:
-        return value if math.isfinite(value) else nonfinite_text(value)
-    return json_value(value)
-
-
 def _attribute_values(attributes: dict[Any, Any]) -> list[Any] | None:
     """The attributes' JSON-able values in order, or None when their placement needs more than names."""
     values = []
@@ -197,7 +183,7 @@ def _attribute_values(attributes: dict[Any, Any]) -> list[Any] | None:
         if kind is str or kind is bool:
             values.append(value)
         else:
-            values.append(_value(value))
+            values.append(leaf_value(value))
     return values
 
 
