@@ -204,6 +204,11 @@ class Exemplar:
     span_id: str = ""
 
 
+# OpenTelemetry's DataPointFlags.NO_RECORDED_VALUE in MetricPoint.flags: the series ended (what a
+# Prometheus stale marker says).
+FLAG_NO_RECORDED_VALUE = 1
+
+
 @dataclass(slots=True)
 class MetricPoint:
     """One data point of one metric series, with the metric's identity, resource and scope.

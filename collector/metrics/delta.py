@@ -36,10 +36,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from collector.core.model import MetricKind, MetricPoint, Temporality
-
-# OpenTelemetry's DataPointFlags.NO_RECORDED_VALUE: the series ended (a Prometheus stale marker).
-FLAG_NO_RECORDED_VALUE = 1
+from collector.core.model import FLAG_NO_RECORDED_VALUE, MetricKind, MetricPoint, Temporality
 
 
 class FirstPoint(StrEnum):

@@ -25,12 +25,12 @@ from aiohttp import web
 
 from collector.config.types import split_endpoint
 from collector.core.component import ComponentContext, Exporter, register
-from collector.core.model import Batch, MetricKind, MetricPoint, Signal, Temporality
+from collector.core.model import FLAG_NO_RECORDED_VALUE, Batch, MetricKind, MetricPoint, Signal, Temporality
 from collector.httpserver.server import start_server
 from exporters.prometheus.config import PrometheusExporterConfig
 from exporters.prometheus.drops import DropLog
 from exporters.prometheus.exposition import Series, render
-from exporters.prometheus.translator import FLAG_NO_RECORDED_VALUE, Translator, Unsupported, reserved_label
+from exporters.prometheus.translator import Translator, Unsupported, reserved_label
 
 
 def accumulate(previous: MetricPoint | None, point: MetricPoint) -> MetricPoint:

@@ -34,8 +34,6 @@ from collector.core.model import Exemplar, MetricKind, MetricPoint, Temporality
 from exporters.prometheus.config import NamingConfig
 from exporters.prometheus.naming import attribute_labels, job_instance, sanitize_metric_name, unit_word
 
-FLAG_NO_RECORDED_VALUE = 1
-
 # Prometheus types of the series that make up a classic histogram or summary.
 COMPONENT_TYPES = frozenset({"histogram", "gaugehistogram", "summary"})
 RESOURCE_IDENTITY = frozenset({"service.name", "service.namespace", "service.instance.id"})

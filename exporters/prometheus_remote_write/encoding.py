@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 
 import cramjam
 
-from collector.core.model import Exemplar, MetricKind, MetricPoint, Temporality
+from collector.core.model import FLAG_NO_RECORDED_VALUE, Exemplar, MetricKind, MetricPoint, Temporality
 from collector.prompb import remote_pb2, types_pb2
 from exporters.prometheus.naming import go_float, label_value, sanitize_label_name, sanitize_metric_name
 from exporters.prometheus.translator import (
-    FLAG_NO_RECORDED_VALUE,
     Target,
     Translator,
     Unsupported,

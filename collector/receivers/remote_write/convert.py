@@ -40,7 +40,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from collector.core.model import Exemplar, MetricKind, MetricPoint, Scope, Temporality
+from collector.core.model import FLAG_NO_RECORDED_VALUE, Exemplar, MetricKind, MetricPoint, Scope, Temporality
 from collector.httpserver.answers import Rejected
 from collector.prompb import remote_pb2, types_pb2
 from collector.receivers.remote_write.families import FamilyTypes, classify, family_of
@@ -54,7 +54,6 @@ _MAX_REPORTED = 5
 _MAX_DENSE_BUCKETS = 32_768
 
 STALE_NAN_BITS = 0x7FF0000000000002
-FLAG_NO_RECORDED_VALUE = 1
 _DOUBLE = struct.Struct("<d")
 _UINT64 = struct.Struct("<Q")
 
