@@ -29,6 +29,7 @@ import orjson
 
 from collector.core.model import LogRecord
 from exporters.elasticsearch import ecs
+from exporters.elasticsearch.compiled_document import compile_document
 from exporters.elasticsearch.ecs_fields import (
     ROUTING_ATTRIBUTES,
     AttributeFields,
@@ -42,8 +43,8 @@ from exporters.elasticsearch.ecs_fields import (
 # Attribute value types whose placement depends on the name alone (a map is flattened, None dropped).
 _LEAF_TYPES: Final = frozenset({str, int, float, bool, list})
 _MAX_SHAPES = 4096
-_OWN = 0
-_ATTRIBUTE = 1
+# Parameters of the compiled builder: the record's own values, its attribute values.
+_OWN, _ATTRIBUTE = "o", "a"
 
 
 def _top(name: str) -> str:
@@ -93,17 +94,6 @@ class _Shape:
 _shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], _Shape | None] = {}
 
 
-def _literal(node: dict[str, Any]) -> str:
-    members = []
-    for key, value in node.items():
-        if isinstance(value, dict):
-            members.append(f"{key!r}: {_literal(value)}")
-        else:
-            kind, index = value
-            members.append(f"{key!r}: {'o' if kind == _OWN else 'a'}[{index}]")
-    return "{" + ", ".join(members) + "}"
-
-
 def _make_shape(own_keys: tuple[str, ...], attribute_keys: tuple[str, ...]) -> _Shape | None:
     # Placed with markers for values: (kind, index) tells where each final name takes its value.
     flat: dict[str, Any] = {key: (_OWN, i) for i, key in enumerate(own_keys)}
@@ -123,8 +113,7 @@ def _make_shape(own_keys: tuple[str, ...], attribute_keys: tuple[str, ...]) -> _
         if kind == _OWN and name != own_keys[index]:
             return None  # an own field moved (never seen; the whole document is built instead)
         tops.add(_top(name))
-    code = f"lambda o, a: {_literal(nest(flat))}"
-    build = eval(code, {"__builtins__": {}})  # names are repr()'d literals: nothing else is evaluated
+    build = compile_document(nest(flat), (_OWN, _ATTRIBUTE))
     return _Shape(build, frozenset(tops))
 
 

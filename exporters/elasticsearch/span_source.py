@@ -30,6 +30,7 @@ import orjson
 from collector.core.model import Span
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES
 from exporters.elasticsearch import ecs
+from exporters.elasticsearch.compiled_document import compile_document
 from exporters.elasticsearch.ecs_fields import (
     ROUTING_ATTRIBUTES,
     AttributeFields,
@@ -108,17 +109,6 @@ _shapes: dict[
 ] = {}
 
 
-def _literal(node: dict[str, Any]) -> str:
-    members = []
-    for key, value in node.items():
-        if isinstance(value, dict):
-            members.append(f"{key!r}: {_literal(value)}")
-        else:
-            source, index = value
-            members.append(f"{key!r}: {source}[{index}]")
-    return "{" + ", ".join(members) + "}"
-
-
 def _attribute_markers(
     keys: tuple[str, ...], source: str, renames: Mapping[str, str] | None = None
 ) -> AttributeFields:
@@ -149,8 +139,7 @@ def _make_shape(
     for name, (source, index) in flat.items():
         if source == _OWN and name != own_keys[index]:
             return None  # an own field moved (never seen; the whole document is built instead)
-    code = f"lambda o, a, s, r: {_literal(nest(flat))}"
-    build: _Build = eval(code, {"__builtins__": {}})  # names are repr()'d literals: nothing else runs
+    build: _Build = compile_document(nest(flat), (_OWN, _SPAN, _SCOPE, _RESOURCE))
     return build
 
 
