@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -473,3 +475,29 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="listed twice"):
         PodDiscoveryConfig(namespaces=["a", "a"])
     assert PodDiscoveryConfig(api_server="https://k:6443/").api_server == "https://k:6443"
+
+
+_STATIC_SCRAPE_ONLY = """
+import sys
+from collector.components import load_builtin_components
+from collector.config.loader import parse_config
+
+load_builtin_components()
+job = {"job_name": "a", "static_configs": [{"targets": ["127.0.0.1:9100"]}]}
+parse_config({
+    "receivers": {"prometheus_scrape": {"jobs": [job]}},
+    "exporters": {"prometheus": {}},
+    "service": {"pipelines": {"metrics": {"receivers": ["prometheus_scrape"], "exporters": ["prometheus"]}}},
+})
+print("kubernetes_asyncio" in sys.modules)
+"""
+
+
+def test_the_kubernetes_client_is_imported_only_for_pod_discovery() -> None:
+    # Its models take about 65 MiB of each process that imports them: a burnline whose config
+    # discovers no pods (and every one of its workers) should not pay for them.
+    done = subprocess.run(
+        [sys.executable, "-c", _STATIC_SCRAPE_ONLY], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

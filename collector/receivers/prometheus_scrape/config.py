@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from collector.config.types import ByteSize, ClientTLS, Duration, Endpoint, ReadableFile
 from collector.core.component import ComponentConfig
-from collector.discovery.kubernetes import PodDiscoveryConfig
+from collector.discovery.kubernetes_config import PodDiscoveryConfig
 
 MiB = 1024 * 1024
 

@@ -59,7 +59,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from yarl import URL
@@ -69,7 +69,6 @@ from collector.core.component import ComponentContext, Consumer, Receiver, Refus
 from collector.core.model import Batch, MetricKind, MetricPoint, Signal, Temporality
 from collector.core.problem_log import RateLimitedLog
 from collector.discovery import TargetSource, TargetSpec
-from collector.discovery.kubernetes import KubernetesPodDiscovery
 from collector.normalize.prometheus import is_openmetrics, parse_exposition
 from collector.normalize.prometheus_families import Exposition, ExpositionError
 from collector.receivers.prometheus_scrape.config import KubernetesPodsConfig, PrometheusScrapeConfig
@@ -85,6 +84,9 @@ from collector.receivers.prometheus_scrape.target import (
     stale_point,
 )
 from collector.translator.prometheus import target_resource
+
+if TYPE_CHECKING:
+    from collector.discovery.kubernetes import KubernetesPodDiscovery
 
 # The series Prometheus adds for every target, with what they say.
 SYNTHETIC_HELP = {
@@ -166,6 +168,10 @@ class PrometheusScrapeReceiver(Receiver[PrometheusScrapeConfig]):
                 await self.apply(job_config.job_name, specs)
             pods: KubernetesPodsConfig | None = self.config.kubernetes_pods
             if pods is not None and pods.enabled:
+                # Imported here: the Kubernetes client's models take about 65 MiB of every process
+                # that imports them, and only pod discovery needs them.
+                from collector.discovery.kubernetes import KubernetesPodDiscovery
+
                 self.discovery = KubernetesPodDiscovery(pods, self.log, on_error=self._discovery_error)
                 await self.discovery.start()
                 self._tasks.append(asyncio.create_task(self._follow(self.discovery, pods.job_name)))
