@@ -332,6 +332,20 @@ class FrameStream:
             object_pairs_hook=map_from_pairs,
         )
 
+    def release(self) -> None:
+        """Lets go of the bytes of the frames already decoded when nothing further is buffered.
+
+        Both the copy kept for ``exact_frame`` and the unpacker's buffer (which keeps its capacity)
+        would otherwise hold the size of the last frame for as long as the connection waits, for its
+        ack or for its next frame. After this, ``exact_frame`` has no frame to give until the next.
+        """
+        if self._odd_keys or len(self._buf) != self._start:
+            return
+        self._buf = bytearray()
+        self._base = self._start = 0
+        self._frame = (0, 0)
+        self._unpacker = self._new_unpacker()
+
     def partial(self) -> bool:
         """True while bytes of an incomplete frame are buffered."""
         return len(self._buf) > self._start

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -39,6 +40,7 @@ from collector.receivers.forward.protocol import (
     FrameStream,
     Message,
     ProtocolError,
+    Rejected,
     decode_frame,
     describe,
 )
@@ -58,6 +60,17 @@ FLUENT_SIGNALS = {1: "metrics", 2: "traces"}
 
 class _Close(Exception):
     """Close the connection; the reason was already logged and counted."""
+
+
+@dataclass(slots=True)
+class _Received:
+    """What is left of a frame once mapped: all that its delivery and its ack need."""
+
+    tag: str
+    chunk: Any  # NO_CHUNK when the client wants no ack
+    records: list[LogRecord]
+    rejected: Rejected
+    size: int  # the frame's bytes on the wire
 
 
 def _hexdigest(*parts: bytes) -> bytes:
@@ -238,7 +251,14 @@ class ForwardReceiver(Receiver[ForwardConfig]):
         frame_deadline: float | None = None
         while True:
             while not self._stopping and (got := stream.next_frame()) is not None:
-                await self._on_frame(conn, stream, *got)
+                received = self._map_frame(conn, stream, *got)
+                # The decoded frame is let go before the pipeline is awaited: under load every
+                # connection waits there at once, and a decoded frame of Kubernetes records is about
+                # four times the size of the records mapped from it (and seven times its bytes).
+                got = None
+                stream.release()
+                if received is not None:
+                    await self._deliver(conn, received)
                 frame_deadline = None  # the next frame gets its own frame_timeout
             if self._stopping:
                 return
@@ -263,28 +283,34 @@ class ForwardReceiver(Receiver[ForwardConfig]):
                 return
             stream.feed(data)
 
-    async def _on_frame(self, conn: Connection, stream: FrameStream, frame: Any, size: int) -> None:
+    def _map_frame(self, conn: Connection, stream: FrameStream, frame: Any, size: int) -> _Received | None:
+        """Decodes a frame and maps its entries to records (no await: nothing else runs meanwhile,
+        and the frame is not kept once this returns)."""
         conn.frames += 1
         if frame is None:
-            return  # Fluentd's in_forward ignores a nil frame (reserved for TCP heartbeats)
+            return None  # Fluentd's in_forward ignores a nil frame (reserved for TCP heartbeats)
         now = time.time_ns()
         msg = decode_frame(frame, stream, self.config.max_decompressed_size, now)
-        rejected = msg.rejected
         records: list[LogRecord] = []
         if msg.signal:
             self._drop_signal(conn, msg)
         elif msg.entries:
             try:
-                records = normalize_fluent(msg.tag, msg.entries, self.config.normalize, now, rejected)
+                records = normalize_fluent(msg.tag, msg.entries, self.config.normalize, now, msg.rejected)
             except Exception:
                 self._errors.labels(self.id, "unprocessable").inc()
                 self.log.exception(
                     "cannot map the records of tag %r from %s; closing the connection", msg.tag, conn.peer
                 )
                 raise _Close from None
+        return _Received(msg.tag, msg.chunk, records, msg.rejected, size)
+
+    async def _deliver(self, conn: Connection, received: _Received) -> None:
+        """Hands a frame's records to the pipeline, dead-letters its rejected entries, then acks."""
+        records = received.records
         if records:
             try:
-                await self._consumer.consume(Batch(Signal.LOGS, records, size))
+                await self._consumer.consume(Batch(Signal.LOGS, records, received.size))
             except Refused as exc:
                 # Withholding the ack alone would leave the client waiting out its ack timeout
                 # (Fluentd: 190 s) before it resends; a closed connection makes Fluent Bit and
@@ -297,12 +323,12 @@ class ForwardReceiver(Receiver[ForwardConfig]):
                     exc.reason,
                 )
                 raise _Close from None
-        if rejected:
+        if received.rejected:
             # After the pipeline took the rest (a refused frame is resent whole) and before the ack.
-            await self._dead_letter.write(msg.tag, conn.peer, rejected)
-        if msg.chunk is not NO_CHUNK:
+            await self._dead_letter.write(received.tag, conn.peer, received.rejected)
+        if received.chunk is not NO_CHUNK:
             await conn.send(
-                msgpack.packb({"ack": msg.chunk}, use_bin_type=True, unicode_errors="surrogateescape")
+                msgpack.packb({"ack": received.chunk}, use_bin_type=True, unicode_errors="surrogateescape")
             )
 
     def _drop_signal(self, conn: Connection, msg: Message) -> None:
