@@ -41,6 +41,14 @@ class MemoryLimiterConfig(_Strict):
     # ... or percentages of the available memory (used when the absolute ones are not set).
     limit_percentage: float = Field(default=80.0, gt=0, le=100)
     spike_percentage: float = Field(default=20.0, ge=0, lt=100)
+    # Frames (Forward) and request bodies (HTTP receivers) the receivers of one process read, decode
+    # and hold at once (collector/core/in_flight.py); the others wait unread, their clients seeing TCP
+    # backpressure. Independent of ``enabled``; 0 means no bound. Eight keep a core busy: the loop
+    # maps one at a time while the others wait for the queue's group commit.
+    max_in_flight: int = Field(default=8, ge=0)
+    # How long an HTTP request waits for its turn before it is answered 503 with Retry-After. A
+    # Forward connection waits as long as it takes: its client waits for the ack anyway.
+    in_flight_timeout: Duration = 5.0
 
     @model_validator(mode="after")
     def _consistent(self) -> MemoryLimiterConfig:

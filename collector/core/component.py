@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from collector.core.in_flight import InFlight
 from collector.core.model import Batch, Signal
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.request import BatchRequest, ExportRequest
@@ -57,6 +58,8 @@ class ComponentContext:
     data_dir: str
     logger: logging.Logger
     worker: WorkerIdentity = field(default_factory=WorkerIdentity)
+    # Shared by the receivers of the process: how many frames and request bodies they hold at once.
+    in_flight: InFlight = field(default_factory=InFlight)
 
 
 # A component's config type: ``class ForwardReceiver(Receiver[ForwardConfig])`` types ``self.config``

@@ -36,6 +36,7 @@ from collector.core.component import (
     registered,
     type_of,
 )
+from collector.core.in_flight import InFlight
 from collector.core.memory_limiter import MemoryLimiter
 from collector.core.model import Batch, Signal
 from collector.core.pipeline import Pipeline, ReceiverConsumer
@@ -111,6 +112,13 @@ class Service:
         self.memory_limiter = MemoryLimiter(
             config.service.memory_limiter, self.telemetry, share=self.worker.count
         )
+        limits = config.service.memory_limiter
+        self.in_flight = InFlight(
+            limits.max_in_flight,
+            limits.in_flight_timeout,
+            held=self.telemetry.in_flight,
+            waiting=self.telemetry.in_flight_waiting,
+        )
         admin_endpoint = "127.0.0.1:0" if relay is not None else config.service.admin.endpoint
         self.admin = AdminServer(admin_endpoint, self.telemetry, self.not_ready, service=self)
         self.slo_engine: SloEngine | None = None
@@ -151,6 +159,7 @@ class Service:
             data_dir=str(self.data_dir),
             logger=logging.getLogger(f"burnline.{kind}.{component_id}"),
             worker=self.worker,
+            in_flight=self.in_flight,
         )
 
     def _used(self, section: str) -> list[str]:

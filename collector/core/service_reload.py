@@ -107,6 +107,8 @@ class Reloader:
         if new.service.log_format != old_config.service.log_format:
             log.warning("service.log_format: the new format applies at the next start")
         if new.service.memory_limiter != old_config.service.memory_limiter:
+            limits = new.service.memory_limiter
+            self.service.in_flight.configure(limits.max_in_flight, limits.in_flight_timeout)
             await self.service.memory_limiter.stop()
             self.service.memory_limiter = MemoryLimiter(
                 new.service.memory_limiter, self.service.telemetry, share=self.service.worker.count

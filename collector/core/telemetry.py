@@ -108,6 +108,17 @@ class Telemetry:
             ["component"],
             registry=r,
         )
+        self.in_flight = Gauge(
+            "burnline_receivers_in_flight",
+            "Frames and request bodies the receivers are reading, decoding or handing on "
+            "(at most service.memory_limiter.max_in_flight).",
+            registry=r,
+        )
+        self.in_flight_waiting = Gauge(
+            "burnline_receivers_waiting",
+            "Connections and requests waiting, unread, for an in-flight turn.",
+            registry=r,
+        )
         self.memory_resident = Gauge(
             "burnline_memory_resident_bytes",
             "The process' resident memory, as the memory limiter last read it.",

@@ -70,6 +70,28 @@ async def delivered(svc: Service, n: int) -> list[LogRecord]:
     return captured(svc)
 
 
+async def test_past_max_in_flight_a_connection_waits_unread_until_a_turn_frees(tmp_path: Path) -> None:
+    cfg = config()
+    cfg["service"]["memory_limiter"] = {"max_in_flight": 1}
+    async with running_service(cfg, str(tmp_path)) as svc:
+        await svc.in_flight.acquire()  # as if another receiver's request held the only turn
+        idle = await ForwardClient.connect(port_of(svc))  # connected, sending nothing: holds no turn
+        client = await ForwardClient.connect(port_of(svc))
+        await client.send(forward("fw", [[T0, {"log": "waits its turn"}]], {"chunk": "c-wait"}))
+        await wait_until(lambda: metric_value(svc, "burnline_receivers_waiting") == 1)
+        with pytest.raises(TimeoutError):
+            await client.receive(timeout=0.3)
+        assert captured(svc) == []
+        svc.in_flight.release()
+        assert await client.receive() == {"ack": "c-wait"}
+        assert [r.body for r in await delivered(svc, 1)] == ["waits its turn"]
+        # Acked and idle again: the turn was given back, and the idle connection never took one.
+        await wait_until(lambda: metric_value(svc, "burnline_receivers_in_flight") == 0)
+        assert metric_value(svc, "burnline_receivers_waiting") == 0
+        await client.close()
+        await idle.close()
+
+
 @pytest.mark.parametrize(
     ("nanosecond_precision", "first_time", "first_ns"),
     [(False, T0, T0 * NS), (True, T0 + 0.25, T0 * NS + 250_000_000)],

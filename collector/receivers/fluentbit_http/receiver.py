@@ -33,6 +33,7 @@ from collector.httpserver.answers import Rejected, refused_response, rejection_r
 from collector.httpserver.auth import HTTPAuth
 from collector.httpserver.body import CONTENT_ENCODINGS, read_body
 from collector.httpserver.server import start_receiver_server
+from collector.httpserver.turn import request_turn
 from collector.normalize.fluent import normalize_fluent
 from collector.receivers.fluentbit_http.config import FluentBitHTTPConfig
 from collector.receivers.fluentbit_http.decode import bad, decode_body
@@ -124,7 +125,12 @@ class FluentBitHTTPReceiver(Receiver[FluentBitHTTPConfig]):
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:
             if request.method in ("POST", "PUT"):  # Fluent Bit's http_method is POST or PUT
-                return await self._ingest(request)
+                try:
+                    async with request_turn(self.ctx):
+                        return await self._ingest(request)
+                except Refused as exc:  # no turn came: the body was never read
+                    warn_request(self._problems, request, "busy", 503, exc.reason)
+                    return refused_response(exc)
             if request.method in ("GET", "HEAD") and request.path in ("/", "/health"):
                 return web.Response(text="ok\n")
             raise Rejected(405, "method_not_allowed", f"method {request.method} is not allowed; POST records")

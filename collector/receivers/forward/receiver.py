@@ -31,6 +31,7 @@ import msgpack
 
 from collector.config.types import split_endpoint
 from collector.core.component import ComponentContext, Consumer, Receiver, Refused, register
+from collector.core.in_flight import Turn
 from collector.core.model import Batch, LogRecord, Signal
 from collector.normalize.fluent import normalize_fluent
 from collector.receivers.forward.config import ForwardConfig
@@ -246,6 +247,13 @@ class ForwardReceiver(Receiver[ForwardConfig]):
             stream = await self._handshake(conn)
         else:
             stream = FrameStream(self.config.max_frame_size)
+        turn = Turn(self.ctx.in_flight)
+        try:
+            await self._frames(conn, stream, turn)
+        finally:
+            turn.give_back()
+
+    async def _frames(self, conn: Connection, stream: FrameStream, turn: Turn) -> None:
         idle = self.config.idle_timeout or None
         frame_timeout = self.config.frame_timeout or None
         frame_deadline: float | None = None
@@ -262,6 +270,8 @@ class ForwardReceiver(Receiver[ForwardConfig]):
                 frame_deadline = None  # the next frame gets its own frame_timeout
             if self._stopping:
                 return
+            if not stream.partial():
+                turn.give_back()  # nothing held until the next frame's bytes arrive
             timeout = idle
             if frame_timeout is not None and stream.partial():
                 if frame_deadline is None:
@@ -281,6 +291,9 @@ class ForwardReceiver(Receiver[ForwardConfig]):
                 return
             if not data:
                 return
+            # Past max_in_flight, wait here with at most one read in hand: the rest of the frame
+            # stays in the socket, and the client sees TCP backpressure.
+            await turn.take()
             stream.feed(data)
 
     def _map_frame(self, conn: Connection, stream: FrameStream, frame: Any, size: int) -> _Received | None:

@@ -19,6 +19,7 @@ from collector.core.model import Signal
 from collector.httpserver.answers import Rejected, finish_rejection, retry_after_seconds
 from collector.httpserver.body import CONTENT_ENCODINGS, read_body
 from collector.httpserver.cors import CORS
+from collector.httpserver.turn import request_turn
 from collector.receivers.otlp.config import HTTPServerConfig
 from collector.receivers.otlp.messages import (
     JSON,
@@ -86,11 +87,12 @@ class OTLPHTTP:
             receiver.consumer(kind)  # before reading the body: no work for a signal nobody takes
             fmt, encoding = self._format(request)
             limit = self.config.max_request_body_size
-            try:
-                body = await read_body(request, limit)
-            except Rejected as exc:
-                raise too_large(exc.detail) from None
-            outcome = await receiver.ingest(kind, body, fmt, encoding, limit)
+            async with request_turn(receiver.ctx):
+                try:
+                    body = await read_body(request, limit)
+                except Rejected as exc:
+                    raise too_large(exc.detail) from None
+                outcome = await receiver.ingest(kind, body, fmt, encoding, limit)
         except Failure as exc:
             return self._failure(exc, fmt, where, peer)
         except Refused as exc:

@@ -45,6 +45,7 @@ from collector.httpserver.answers import Rejected, refused_response, rejection_r
 from collector.httpserver.auth import HTTPAuth
 from collector.httpserver.body import decompress_snappy, read_body
 from collector.httpserver.server import start_receiver_server
+from collector.httpserver.turn import request_turn
 from collector.receivers.remote_write.config import RemoteWriteConfig
 from collector.receivers.remote_write.convert import Conversion, Converter, parse_write_request
 from collector.receivers.remote_write.families import FamilyTypes
@@ -136,7 +137,12 @@ class RemoteWriteReceiver(Receiver[RemoteWriteConfig]):
         try:
             if request.method != "POST":
                 raise Rejected(405, "method_not_allowed", f"method {request.method} is not allowed; POST")
-            return await self._ingest(request)
+            try:
+                async with request_turn(self.ctx):
+                    return await self._ingest(request)
+            except Refused as exc:  # no turn came: the body was never read
+                warn_request(self._problems, request, "busy", self.config.refused_status, exc.reason)
+                return refused_response(exc, self.config.refused_status)
         except Rejected as exc:
             return self._reject(request, exc)
         except Exception:
