@@ -43,9 +43,10 @@ class MemoryLimiterConfig(_Strict):
     spike_percentage: float = Field(default=20.0, ge=0, lt=100)
     # Frames (Forward) and request bodies (HTTP receivers) the receivers of one process read, decode
     # and hold at once (collector/core/in_flight.py); the others wait unread, their clients seeing TCP
-    # backpressure. Independent of ``enabled``; 0 means no bound. Eight keep a core busy: the loop
-    # maps one at a time while the others wait for the queue's group commit.
-    max_in_flight: int = Field(default=8, ge=0)
+    # backpressure. Independent of ``enabled``; 0 means no bound. 32 bounds what a frame of Fluent
+    # Bit's (up to ~2 MB) costs to ~100 MB however many agents connect, and leaves a few dozen
+    # connections alone: waiting costs throughput (bench/RESULTS.md: -14 % at 40 connections).
+    max_in_flight: int = Field(default=32, ge=0)
     # How long an HTTP request waits for its turn before it is answered 503 with Retry-After. A
     # Forward connection waits as long as it takes: its client waits for the ack anyway.
     in_flight_timeout: Duration = 5.0
