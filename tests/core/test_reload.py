@@ -230,6 +230,18 @@ async def test_memory_limiter_settings_apply_to_running_receivers(tmp_path: Path
         assert svc.consumers["inject"][Signal.LOGS].limiter is svc.memory_limiter
 
 
+async def test_max_in_flight_changes_for_running_receivers(tmp_path: Path) -> None:
+    async with running_service(base(), str(tmp_path)) as svc:
+        in_flight = svc.receivers["inject"].ctx.in_flight
+        assert in_flight is svc.in_flight and in_flight.limit == 32
+        new = base()
+        new["service"]["memory_limiter"] = {"max_in_flight": 2, "in_flight_timeout": "250ms"}
+        assert await svc.reload(reparse(svc, new))
+        # The receivers keep the object they were given: it is changed in place.
+        assert svc.receivers["inject"].ctx.in_flight is in_flight
+        assert (in_flight.limit, in_flight.timeout) == (2, 0.25)
+
+
 async def test_changed_receiver_whose_new_port_is_taken_runs_on_as_before(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
