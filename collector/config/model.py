@@ -41,14 +41,14 @@ class MemoryLimiterConfig(_Strict):
     # ... or percentages of the available memory (used when the absolute ones are not set).
     limit_percentage: float = Field(default=80.0, gt=0, le=100)
     spike_percentage: float = Field(default=20.0, ge=0, lt=100)
-    # Frames (Forward) and request bodies (HTTP receivers) the receivers of one process read, decode
-    # and hold at once (collector/core/in_flight.py); the others wait unread, their clients seeing TCP
-    # backpressure. Independent of ``enabled``; 0 means no bound. 32 bounds what a frame of Fluent
-    # Bit's (up to ~2 MB) costs to ~100 MB however many agents connect, and leaves a few dozen
-    # connections alone: waiting costs throughput (bench/RESULTS.md: -14 % at 40 connections).
+    # Frames (Forward) and requests (HTTP receivers, OTLP/gRPC) that the receivers of one process
+    # read, decode and hold at once (collector/core/in_flight.py); the others wait unread, their
+    # clients seeing TCP backpressure. Independent of ``enabled``; 0 means no bound. 32 bounds what
+    # Fluent Bit's frames (up to ~2 MB each) cost to ~100 MB however many agents connect. Waiting
+    # costs throughput (bench/RESULTS.md: -14 % with 40 connections, 8 of them waiting).
     max_in_flight: int = Field(default=32, ge=0)
-    # How long an HTTP request waits for its turn before it is answered 503 with Retry-After. A
-    # Forward connection waits as long as it takes: its client waits for the ack anyway.
+    # How long a request waits for its turn before it is answered 503 with Retry-After (gRPC:
+    # UNAVAILABLE). A Forward connection waits as long as it takes: its client waits for the ack.
     in_flight_timeout: Duration = 5.0
 
     @model_validator(mode="after")

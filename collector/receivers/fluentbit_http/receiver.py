@@ -33,11 +33,11 @@ from collector.httpserver.answers import Rejected, refused_response, rejection_r
 from collector.httpserver.auth import HTTPAuth
 from collector.httpserver.body import CONTENT_ENCODINGS, read_body
 from collector.httpserver.server import start_receiver_server
-from collector.httpserver.turn import request_turn
 from collector.normalize.fluent import normalize_fluent
 from collector.receivers.fluentbit_http.config import FluentBitHTTPConfig
 from collector.receivers.fluentbit_http.decode import bad, decode_body
 from collector.receivers.rejected_records import RejectedRecords
+from collector.receivers.request_turn import request_turn
 
 # Bodies at least this big (or compressed) are decoded in a worker thread so that one large flush
 # does not stall every other connection's I/O for the whole decode.

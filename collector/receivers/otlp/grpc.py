@@ -19,6 +19,7 @@ from collector.core.component import Refused
 from collector.httpserver.answers import retry_after_seconds
 from collector.receivers.otlp.config import GRPCServerConfig
 from collector.receivers.otlp.messages import KINDS, Failure, Kind, bad_request, retry_info, status
+from collector.receivers.request_turn import request_turn
 
 if TYPE_CHECKING:
     from collector.receivers.otlp.receiver import OTLPReceiver
@@ -76,7 +77,9 @@ def export_handler(receiver: OTLPReceiver, kind: Kind) -> Callable[[bytes, Any],
         try:
             metadata = {key: value for key, value in context.invocation_metadata() or ()}
             receiver.authorize(metadata.get("authorization"))
-            outcome = await receiver.ingest(kind, request, "protobuf", "identity", limit)
+            # grpcio has read the message already; the turn bounds its decoded form.
+            async with request_turn(receiver.ctx):
+                outcome = await receiver.ingest(kind, request, "protobuf", "identity", limit)
         except Failure as exc:
             receiver.count(exc.reason)
             problems.warn(exc.reason, exc.grpc_code.name, where, peer, exc.detail)

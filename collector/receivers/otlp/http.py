@@ -19,7 +19,6 @@ from collector.core.model import Signal
 from collector.httpserver.answers import Rejected, finish_rejection, retry_after_seconds
 from collector.httpserver.body import CONTENT_ENCODINGS, read_body
 from collector.httpserver.cors import CORS
-from collector.httpserver.turn import request_turn
 from collector.receivers.otlp.config import HTTPServerConfig
 from collector.receivers.otlp.messages import (
     JSON,
@@ -34,6 +33,7 @@ from collector.receivers.otlp.messages import (
     status,
     too_large,
 )
+from collector.receivers.request_turn import request_turn
 
 if TYPE_CHECKING:
     from collector.receivers.otlp.receiver import OTLPReceiver

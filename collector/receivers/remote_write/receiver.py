@@ -45,10 +45,10 @@ from collector.httpserver.answers import Rejected, refused_response, rejection_r
 from collector.httpserver.auth import HTTPAuth
 from collector.httpserver.body import decompress_snappy, read_body
 from collector.httpserver.server import start_receiver_server
-from collector.httpserver.turn import request_turn
 from collector.receivers.remote_write.config import RemoteWriteConfig
 from collector.receivers.remote_write.convert import Conversion, Converter, parse_write_request
 from collector.receivers.remote_write.families import FamilyTypes
+from collector.receivers.request_turn import request_turn
 
 PROTOCOL_VERSION = "0.1.0"
 WRITE_REQUEST_V1 = "prometheus.WriteRequest"

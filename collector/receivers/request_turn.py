@@ -1,4 +1,4 @@
-"""An HTTP request's in-flight turn (collector/core/in_flight.py), from reading its body to its answer."""
+"""A request's in-flight turn (collector/core/in_flight.py), from its body to its answer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from collector.core.component import ComponentContext, Refused
 
 @asynccontextmanager
 async def request_turn(ctx: ComponentContext) -> AsyncIterator[None]:
-    """Holds a turn while the body is read, decoded and handed on. When none comes within
-    ``in_flight.timeout`` the request is refused (the receivers answer 503 with Retry-After) and
-    counted as ``burnline_receiver_errors_total{reason="busy"}``: its records were never read, so
-    there is nothing to count as refused records."""
+    """Holds a turn while the body is read, decoded and handed on.
+
+    When none comes within ``in_flight.timeout`` the request is refused: HTTP receivers answer 503
+    with Retry-After, OTLP/gRPC UNAVAILABLE with RetryInfo. It is counted as
+    ``burnline_receiver_errors_total{reason="busy"}``: its records were never decoded, so there is
+    nothing to count as refused records.
+    """
     in_flight = ctx.in_flight
     try:
         await in_flight.acquire(in_flight.timeout)

@@ -1,5 +1,6 @@
-"""request_turn: past max_in_flight an HTTP request waits in_flight_timeout, then gets 503 and
-Retry-After without its body being read; with a turn free it goes through. For each HTTP receiver."""
+"""request_turn: past max_in_flight a request waits in_flight_timeout, then gets 503 and Retry-After
+(OTLP/gRPC: UNAVAILABLE) without its body being decoded; with a turn free it goes through. For each
+receiver that answers requests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import cramjam
+import grpc
 import orjson
 import pytest
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -77,3 +79,34 @@ async def test_a_request_past_max_in_flight_is_answered_busy(tmp_path: Path, rec
 
 def _busy(svc: Service, rid: str) -> float:
     return metric_value(svc, "burnline_receiver_errors_total", {"component": rid, "reason": "busy"})
+
+
+async def test_an_otlp_grpc_export_past_max_in_flight_is_unavailable(tmp_path: Path) -> None:
+    port = free_port()
+    config = {
+        "receivers": {"otlp": {"grpc": {"endpoint": f"127.0.0.1:{port}"}, "http": None}},
+        "exporters": {"capture": {}},
+        "service": {
+            "pipelines": {"logs": {"receivers": ["otlp"], "exporters": ["capture"]}},
+            "memory_limiter": _LIMITS,
+        },
+    }
+    request = logs_service_pb2.ExportLogsServiceRequest()
+    request.resource_logs.add().scope_logs.add().log_records.add().body.string_value = "through"
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    async with running_service(config, str(tmp_path)) as svc, channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            request_serializer=logs_service_pb2.ExportLogsServiceRequest.SerializeToString,
+            response_deserializer=logs_service_pb2.ExportLogsServiceResponse.FromString,
+        )
+        await svc.in_flight.acquire()  # as if another request held the only turn
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await export(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "max_in_flight" in (refused.value.details() or "")
+        assert _busy(svc, "otlp") == 1
+        svc.in_flight.release()
+        await export(request, timeout=10)
+        await wait_until(lambda: len(svc.exporters["capture"].items) >= 1)  # type: ignore[attr-defined]
+        assert metric_value(svc, "burnline_receivers_in_flight") == 0
