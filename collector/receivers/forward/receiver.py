@@ -270,16 +270,15 @@ class ForwardReceiver(Receiver[ForwardConfig]):
                 frame_deadline = None  # the next frame gets its own frame_timeout
             if self._stopping:
                 return
+            timeout = idle
             if not stream.partial():
                 turn.give_back()  # nothing held until the next frame's bytes arrive
-            timeout = idle
-            if frame_timeout is not None and stream.partial():
+                frame_deadline = None
+            elif frame_timeout is not None:
                 if frame_deadline is None:
                     frame_deadline = time.monotonic() + frame_timeout
                 left = max(frame_deadline - time.monotonic(), 0.0)
                 timeout = left if timeout is None else min(timeout, left)
-            else:
-                frame_deadline = None
             try:
                 data = await conn.read(timeout)
             except TimeoutError:
