@@ -71,6 +71,13 @@ class Telemetry:
             ["component", "reason"],
             registry=r,
         )
+        self.scrapes_missed = Counter(
+            "burnline_scrapes_missed",
+            "Scheduled scrapes a prometheus_scrape receiver skipped: the target's previous scrape (waiting"
+            " for a slot, fetching, parsing, handing over) ran past its next tick.",
+            ["component", "scrape_job"],
+            registry=r,
+        )
         self.queue_records = Gauge(
             "burnline_queue_records",
             "Records waiting in an exporter's queue (in flight included).",

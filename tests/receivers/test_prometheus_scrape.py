@@ -16,6 +16,8 @@ import re
 import shutil
 import ssl
 import textwrap
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -1008,3 +1010,79 @@ def test_documented_example_is_valid(tmp_path: Path) -> None:
     assert config.timing(node) == (15.0, 5.0)
     assert isinstance(pods, prometheus_scrape.KubernetesPodsConfig)
     assert pods.pod_labels == ["app.kubernetes.io/name"]
+
+
+async def test_bodies_past_the_inline_size_are_parsed_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing is pure Python: many ordinary targets parsed on the loop starved every other task of it
+    (bench/RESULTS.md, "Scrape delivery"). Only small bodies are parsed inline."""
+    threads: dict[str, set[str]] = {}
+    parse = prometheus_scrape.parse_exposition
+
+    def recording_parse(text: str, **kwargs: Any) -> Any:
+        name = re.match(r"[a-z]+", text)
+        assert name is not None
+        threads.setdefault(name.group(), set()).add(threading.current_thread().name)
+        return parse(text, **kwargs)
+
+    monkeypatch.setattr(prometheus_scrape, "parse_exposition", recording_parse)
+    big = "".join(f'big{{n="{i}"}} {i}\n' for i in range(2000))
+    assert len(big) > prometheus_scrape._INLINE_PARSE_BYTES
+    async with fake_target() as server:
+        server.set("/big", big)
+        server.set("/small", "small 1\n")
+        address = f"127.0.0.1:{server.port}"
+        config = scrape_config(
+            jobs=[
+                job("big", address, metrics_path="/big", scrape_interval="200ms"),
+                job("small", address, metrics_path="/small", scrape_interval="200ms"),
+            ]
+        )
+        async with running_service(config, str(tmp_path / "data")) as svc:
+            await wait_until(lambda: len(up_values(svc, "big")) >= 2 and len(up_values(svc, "small")) >= 2)
+            assert len(series(svc, "big")) >= 2000
+    assert threads["big"] == {f"burnline-{RID}-parse_0"}
+    assert threads["small"] == {threading.main_thread().name}
+
+
+async def test_a_scrape_holds_its_slot_until_its_batch_is_handed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one slot, no request goes out while another scrape parses: a core too slow to parse
+    every scrape makes scrapes wait (and skip ticks) rather than hold ever more bodies."""
+    overlaps: list[int] = []
+    parse = prometheus_scrape.parse_exposition
+    holder: dict[str, FakeTarget] = {}
+
+    def slow_parse(text: str, **kwargs: Any) -> Any:
+        before = len(holder["server"].requests)
+        time.sleep(0.2)  # in the parse thread: the event loop is free to start other scrapes
+        overlaps.append(len(holder["server"].requests) - before)
+        return parse(text, **kwargs)
+
+    monkeypatch.setattr(prometheus_scrape, "parse_exposition", slow_parse)
+    body = "".join(f's{{n="{i}"}} {i}\n' for i in range(1000))
+    async with fake_target() as server:
+        holder["server"] = server
+        server.set("/metrics", body)
+        address = f"127.0.0.1:{server.port}"
+        config = scrape_config(
+            max_concurrent_scrapes=1,
+            jobs=[
+                {
+                    "job_name": "slow",
+                    "scrape_interval": "500ms",
+                    "static_configs": [{"targets": [address], "labels": {"n": str(i)}} for i in range(3)],
+                }
+            ],
+        )
+        async with running_service(config, str(tmp_path / "data")) as svc:
+            # Three targets at 2 scrapes/s each, 0.2 s of parsing each, one slot: 1.2 s of work a
+            # second, so ticks are missed, and counted.
+            await wait_until(lambda: len(overlaps) >= 6)
+            missed = {"component": RID, "scrape_job": "slow"}
+            await wait_until(lambda: metric_value(svc, "burnline_scrapes_missed_total", missed) > 0)
+            assert {p.attributes["n"] for p in series(svc, "up", job="slow")} == {"0", "1", "2"}
+            assert set(up_values(svc, "slow")) == {1}
+    assert overlaps and set(overlaps) == {0}, overlaps
