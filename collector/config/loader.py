@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from collector.config.model import Config
-from collector.core.component import registered, type_of
+from collector.core.component import component_class, component_types, type_of
 from collector.core.model import Signal
 
 
@@ -173,10 +173,10 @@ def _validation_problems(
 def _validate_component(
     kind: str, section: str, cid: str, raw: Any, problems: list[str], *, origins: Mapping[str, str]
 ) -> Any:
-    known = registered(kind)
     ctype = type_of(cid)
-    if ctype not in known:
-        names = ", ".join(sorted(known)) or "none"
+    cls = component_class(kind, ctype)
+    if cls is None:
+        names = ", ".join(sorted(component_types(kind))) or "none"
         problems.append(f"{section}.{cid}: unknown {kind} type {ctype!r} (known: {names})")
         return None
     if raw is None:
@@ -184,7 +184,7 @@ def _validate_component(
     if not isinstance(raw, dict):
         problems.append(f"{section}.{cid}: must be a mapping of settings, not {type(raw).__name__}")
         return None
-    model: type[BaseModel] = known[ctype].config_model
+    model: type[BaseModel] = cls.config_model
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -213,7 +213,7 @@ def _check_pipelines(config: Config, problems: list[str]) -> None:
                 if cid not in defined:
                     problems.append(f"{where}: {kind} {cid!r} is not defined under {section}")
                     continue
-                cls = registered(kind).get(type_of(cid))
+                cls = component_class(kind, type_of(cid))
                 if cls is not None and kind != "processor" and signal not in cls.signals:
                     supported = ", ".join(sorted(s.value for s in cls.signals))
                     problems.append(f"{where}: {kind} {cid!r} does not handle {signal} (only {supported})")

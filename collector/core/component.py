@@ -208,12 +208,30 @@ def register(cls: C) -> C:
 
 
 def registered(kind: str) -> dict[str, type[Component[Any]]]:
+    """Every component of ``kind``, the built-in ones imported (all of them: for listings)."""
     # The list of built-in components lives outside the core (collector/components.py); the core
     # only learns of it here, when somebody asks what is registered.
     from collector.components import load_builtin_components
 
     load_builtin_components()
     return _REGISTRY[kind]
+
+
+def component_class(kind: str, type_name: str) -> type[Component[Any]] | None:
+    """The class registered as ``type_name``, importing only its own module; None if unknown."""
+    known = _REGISTRY[kind]
+    if type_name not in known:
+        from collector.components import load_component
+
+        load_component(kind, type_name)
+    return known.get(type_name)
+
+
+def component_types(kind: str) -> frozenset[str]:
+    """The type names of ``kind`` a configuration may use, importing none of them."""
+    from collector.components import builtin_types
+
+    return builtin_types(kind) | frozenset(_REGISTRY[kind])
 
 
 def type_of(component_id: str) -> str:

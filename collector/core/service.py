@@ -33,7 +33,7 @@ from collector.core.component import (
     Exporter,
     Processor,
     Receiver,
-    registered,
+    component_class,
     type_of,
 )
 from collector.core.in_flight import InFlight
@@ -80,6 +80,14 @@ def signal_events() -> tuple[asyncio.Event, asyncio.Event]:
     for sig in (signals.SIGTERM, signals.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
     return reload_requested, stop_requested
+
+
+def _class_of(kind: str, cid: str) -> type[Component[Any]]:
+    """The class of a configured component (importing only its own module)."""
+    cls = component_class(kind, type_of(cid))
+    if cls is None:  # the configuration was validated against the same registry
+        raise KeyError(f"unknown {kind} type {type_of(cid)!r}")
+    return cls
 
 
 class Service:
@@ -209,7 +217,7 @@ class Service:
 
     async def _start_exporter(self, cid: str, cfg: Any) -> None:
         """One exporter with its queue and sender; StartupError naming it when it cannot start."""
-        cls = registered("exporter")[type_of(cid)]
+        cls = _class_of("exporter", cid)
         exporter = cls(cfg, self._ctx(cid, "exporter"))
         assert isinstance(exporter, Exporter)
         exporter.dead_letter = DeadLetter(
@@ -310,7 +318,7 @@ class Service:
             self.processors[cid] = await self._start_processor(cid, self.config.processors[cid])
 
     async def _start_processor(self, cid: str, cfg: Any) -> Processor[Any]:
-        cls = registered("processor")[type_of(cid)]
+        cls = _class_of("processor", cid)
         processor = cls(cfg, self._ctx(cid, "processor"))
         assert isinstance(processor, Processor)
         try:
@@ -357,7 +365,7 @@ class Service:
         consumers: dict[Signal, ReceiverConsumer] = {}
         for sig, pipelines in self._pipelines_of(cid).items():
             consumers[sig] = ReceiverConsumer(cid, sig, pipelines, self.telemetry, self.memory_limiter)
-        cls = registered("receiver")[type_of(cid)]
+        cls = _class_of("receiver", cid)
         receiver = cls(cfg, self._ctx(cid, "receiver"), cast(dict[Signal, Consumer], consumers))  # type: ignore[call-arg]
         assert isinstance(receiver, Receiver)
         try:

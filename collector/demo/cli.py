@@ -11,13 +11,8 @@ import math
 import sys
 from typing import Any
 
-from rich.console import Console
-from rich.logging import RichHandler
-
 from collector.config.types import split_endpoint
 from collector.core.logsetup import configure_logging
-from collector.demo.runner import DemoOptions, run_demo
-from collector.demo.standalone import TrafficOptions, run_traffic
 
 DESCRIPTION = (
     "Runs burnline on its built-in default receivers (loopback only; default ports when free) with "
@@ -126,7 +121,13 @@ def add_parser(subparsers: Any) -> None:
     _configure(demo)
 
 
+# The demo's modules (the OTLP protobufs, rich) are imported when the demo runs: ``burnline run``
+# builds this parser too, and should not carry them.
+
+
 def _traffic_only(args: argparse.Namespace) -> int:
+    from collector.demo.standalone import TrafficOptions, run_traffic
+
     configure_logging("info")
     options = TrafficOptions(
         forward=args.forward,
@@ -144,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
     if args.incident_every:
         print("burnline demo: --incident-every goes with --traffic-only", file=sys.stderr)
         return 2
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    from collector.demo.runner import DemoOptions, run_demo
+
     console = Console(highlight=False)
     if args.live and console.is_terminal:
         # burnline's own warnings print above the live view instead of tearing it.
