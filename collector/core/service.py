@@ -36,6 +36,7 @@ from collector.core.component import (
     component_class,
     type_of,
 )
+from collector.core.gc_tuning import tune_for_streaming
 from collector.core.in_flight import InFlight
 from collector.core.memory_limiter import MemoryLimiter
 from collector.core.model import Batch, Signal
@@ -468,6 +469,7 @@ class Service:
         except (ConfigError, StartupError) as exc:  # one line naming what to fix, no traceback
             log.error("cannot start: %s", exc)
             return 1
+        tune_for_streaming()
         if started is not None:
             started()
         stop_wait = asyncio.create_task(stop_requested.wait())
