@@ -32,9 +32,12 @@ class QueueConfig(BaseModel):
     # disk only: fsync before acknowledging (survives power loss). Off, data survives a process crash
     # (SIGKILL, OOM kill) but not the machine's.
     fsync: bool = True
-    # disk only: how much of the queued data is also kept decoded in memory; the rest is read back
-    # from disk when the exporter gets to it.
-    memory_bytes: ByteSize = 32 * 1024 * 1024
+    # disk only: how much of the queued data (by its received size) is also kept decoded in memory;
+    # the rest is read back from disk and decoded when the exporter gets to it. Decoded records take
+    # about 1.7 times their received size, so 16MiB is about 27 MiB of memory: some 20,000
+    # Kubernetes log records, seconds of a core's intake. 32MiB cost 20 MiB more at ten times the
+    # load and delivered no faster (bench/RESULTS.md, 6 December).
+    memory_bytes: ByteSize = 16 * 1024 * 1024
     max_bytes: ByteSize = 256 * 1024 * 1024
     max_records: int = 1_000_000
     full_policy: Literal["block", "drop_newest"] = "block"
