@@ -8,10 +8,11 @@ default thresholds the collector ran every few records and kept walking what sta
 (modules, config models, compiled document shapes) and the decoded batches the queues hold: about
 a tenth of the pipeline's CPU in an in-process measurement (bench/RESULTS.md).
 
-So, once the service has started (``tune_for_streaming``):
+So, once the service has started, and again after each reload (``tune_for_streaming``):
 
 * ``gc.freeze()`` moves what start-up built into the permanent generation, which no collection
-  walks. It is never freed, and was never going to be.
+  walks. Reference counting still frees those objects, but not their cycles; so a reload, which
+  retires components that start-up built, first unfreezes them, collects, and freezes again.
 * A young collection runs every ``YOUNG_THRESHOLD`` allocations, and the older ones as often
   relative to it as before. Cycles still go, a little later: the memory they hold meanwhile is
   bounded by those allocations, not by time.
@@ -26,8 +27,10 @@ YOUNG_THRESHOLD: Final = 20_000
 
 
 def tune_for_streaming() -> None:
-    """Freezes what exists now and sets the thresholds above (process-wide; call once, after start)."""
-    gc.collect()  # what start-up left as garbage goes now, rather than frozen for good
+    """Freezes what exists now and sets the thresholds above (process-wide: after start, and after
+    each reload so that what the reload retired can be collected)."""
+    gc.unfreeze()
+    gc.collect()  # what start-up (or the reload) left as garbage goes now, rather than frozen for good
     gc.freeze()
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)

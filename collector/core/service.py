@@ -481,6 +481,7 @@ class Service:
                 reload_requested.clear()
                 log.info("SIGHUP: reloading %s", self.config.source)
                 await self.reload()
+                tune_for_streaming()  # what the reload retired was frozen at start: let it go
         # A second SIGTERM or SIGINT during the drain cuts it short.
         for sig in (signals.SIGTERM, signals.SIGINT):
             loop.add_signal_handler(sig, self.hurry)
