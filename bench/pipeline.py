@@ -556,6 +556,10 @@ class Row:
     # load generator's refused, sent, acked and unanswered items (refused above is the generator's).
     burnline_refused: float | None = None
     burnline_accepted: float | None = None
+    # burnline_accepted per CPU-second burnline spent from ready to drained: every record of the run,
+    # warm-up included, and no backlog carried into or out of the count (the e2e figure charges the
+    # window with the warm-up's backlog, which flatters a receiver that accepts faster).
+    whole_run_per_cpu_s: float | None = None
     gen_sent: int | None = None
     gen_acked: int | None = None
     gen_unanswered: int | None = None
@@ -686,6 +690,7 @@ def run_scenario(
         )
         tree = ProcessTree(burnline.pid)
         wait_http(f"http://127.0.0.1:{admin_port}/readyz", 120.0)
+        cpu_ready = tree.cpu_seconds()
         t0 = time.time() + warmup
         gen = None
         if s.loadgen:
@@ -771,6 +776,9 @@ def run_scenario(
         report["cpu_seconds"],
         burnline_refused=refused_total,
         burnline_accepted=accepted_total,
+        whole_run_per_cpu_s=(
+            round(accepted_total / max(cpu2 - cpu_ready, 1e-9), 1) if drained_at is not None else None
+        ),
         gen_sent=report.get("sent_total"),
         gen_acked=report.get("acked_total"),
         gen_unanswered=report.get("unanswered"),
@@ -861,6 +869,11 @@ def print_row(row: Row) -> None:
             f"whole run: generator sent {row.gen_sent:,}, acked {row.gen_acked:,}, refused {row.refused:,}, "
             f"unanswered {row.gen_unanswered:,}; burnline accepted {row.burnline_accepted or 0:,.0f}, "
             f"refused {row.burnline_refused or 0:,.0f}"
+            + (
+                f"; {row.whole_run_per_cpu_s:,.0f} accepted per CPU-second from ready to drained"
+                if row.whole_run_per_cpu_s is not None
+                else ""
+            )
         )
     if row.burnline_processes > 1 or row.workers is not None:
         extra.append(f"burnline: {row.burnline_processes} process(es) on core(s) {row.burnline_cores}")
