@@ -10,7 +10,9 @@ A receiver acknowledges as soon as a batch is in the exporter's queue, so for as
 has room burnline can acknowledge faster than it delivers. After the window, the bench waits until
 the queues are empty again and also reports e2e/CPU-s: the records acknowledged in the window per
 CPU-second burnline spent from the window's start until all of them were delivered. That is what
-one core sustains, and the figure RESULTS.md compares.
+one core sustains, and the figure RESULTS.md compares. It is charged with the backlog the warm-up
+left, so each row's "whole run" line also gives every record accepted in the run per CPU-second
+burnline spent from ready to drained, which carries no backlog.
 
 The floor is measured in the same run, on the same core: only decoding the same payloads and
 encoding the bulk bodies, the least work a scenario must do. Every scenario is also reported as a
