@@ -14,6 +14,9 @@ from typing import Any
 from collector.config.types import split_endpoint
 from collector.core.logsetup import configure_logging
 
+# The demo's own modules (the OTLP protobufs, rich) are imported inside run() and _traffic_only():
+# ``burnline run`` builds this parser too, and should not carry them.
+
 DESCRIPTION = (
     "Runs burnline on its built-in default receivers (loopback only; default ports when free) with "
     "three demo services (checkout, cart, search) sending Fluent Forward logs, OTLP spans and "
@@ -119,10 +122,6 @@ def add_parser(subparsers: Any) -> None:
         description=DESCRIPTION,
     )
     _configure(demo)
-
-
-# The demo's modules (the OTLP protobufs, rich) are imported when the demo runs: ``burnline run``
-# builds this parser too, and should not carry them.
 
 
 def _traffic_only(args: argparse.Namespace) -> int:
