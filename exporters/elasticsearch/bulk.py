@@ -95,19 +95,24 @@ def _action_prefix(index: str) -> bytes:
 
 
 class _Encoding:
-    """What encoding one batch shares: the time, and each resource's fields, log document part and
-    data stream computed once."""
+    """What encoding one batch shares: the time, and each resource's digest, fields, log document
+    part and data stream computed once."""
 
     def __init__(self) -> None:
         self.now = time.time_ns()
-        self._resources: dict[int, tuple[Any, ResourcePart]] = {}
+        self._resources: dict[int, tuple[Any, bytes, ResourcePart]] = {}
         self._span_resources: dict[int, tuple[Any, SpanResource]] = {}
 
-    def resource_part(self, resource: Any) -> ResourcePart:
+    def resource(self, resource: Any) -> tuple[bytes, ResourcePart]:
+        """The resource's digest (for ``_id``s) and its part of every log document."""
         held = self._resources.get(id(resource))
         if held is None or held[0] is not resource:
-            held = self._resources[id(resource)] = (resource, ResourcePart(attribute_fields(resource)))
-        return held[1]
+            digest = ecs.resource_digest(resource)
+            held = self._resources[id(resource)] = (resource, digest, _shared_part(digest, resource))
+        return held[1], held[2]
+
+    def resource_part(self, resource: Any) -> ResourcePart:
+        return self.resource(resource)[1]
 
     def resource_fields(self, resource: Any) -> AttributeFields:
         return self.resource_part(resource).fields
@@ -132,6 +137,26 @@ class _Encoding:
         return ecs.route(attributes, resource, dataset, namespace)
 
 
+# Resource digest -> (resource, its ResourcePart), shared by every batch: a batch read back from the
+# queue holds new resource objects, while a cluster's pods (and their parts) stay the same for hours.
+_MAX_SHARED_PARTS = 1024
+_shared_parts: dict[bytes, tuple[Any, ResourcePart]] = {}
+
+
+def _shared_part(digest: bytes, resource: Any) -> ResourcePart:
+    held = _shared_parts.get(digest)
+    # Equal digests of unequal resources are possible only where the canonical form sanitized
+    # something (lone surrogates, huge integers); the comparison keeps those apart. It also catches
+    # a held dict changed in place since (a memory queue hands on the pipeline's own objects).
+    if held is not None and held[0] == resource:
+        return held[1]
+    part = ResourcePart(attribute_fields(resource))
+    if len(_shared_parts) >= _MAX_SHARED_PARTS:
+        _shared_parts.clear()  # ever-new resources: start over rather than grow
+    _shared_parts[digest] = (resource, part)
+    return part
+
+
 # The attribute names ecs.route reads ("data_stream" as a map holding dataset or namespace).
 _ROUTING_KEYS = frozenset({"data_stream", "data_stream.dataset", "data_stream.namespace"})
 
@@ -154,10 +179,9 @@ _ENCODE_ERRORS = (TypeError, ValueError, RecursionError, orjson.JSONEncodeError)
 def encode_logs(
     items: Sequence[Any], data_stream: DataStreamConfig
 ) -> tuple[list[BulkItem], list[tuple[Any, str]]]:
-    """Records -> bulk items, and the records that cannot be
-    encoded with the reason. Runs in a worker thread: it touches nothing shared."""
+    """Records -> bulk items, and the records that cannot be encoded with the reason. Runs in a
+    worker thread: it shares only the resource parts (single dict operations, whole values)."""
     encoding = _Encoding()
-    assign_id = ecs.DocumentIds()
     out: list[BulkItem] = []
     failed: list[tuple[Any, str]] = []
     default_dataset, default_namespace = data_stream.dataset, data_stream.namespace
@@ -172,8 +196,8 @@ def encode_logs(
             else:
                 dataset, namespace = default_dataset, default_namespace
             index = ecs.data_stream_name(ecs.LOGS, dataset, namespace)
-            doc_id = assign_id(record)
-            part = encoding.resource_part(record.resource)
+            digest, part = encoding.resource(record.resource)
+            doc_id = ecs.document_id(record, digest)
             source = log_source(record, dataset, namespace, encoding.now, part)
             if source is None:  # what the splice cannot do (see log_source.py): the whole document
                 source = _source(ecs.log_document(record, dataset, namespace, encoding.now, part.fields))

@@ -433,8 +433,13 @@ class DocumentIds:
         held = self._resources.get(id(record.resource))
         if held is None or held[0] is not record.resource:
             held = self._resources[id(record.resource)] = (record.resource, resource_digest(record.resource))
-        digest = record_digest(record, held[1])
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        return document_id(record, held[1])
+
+
+def document_id(record: LogRecord, resource_digest: bytes) -> str:
+    """A record's ``_id`` given its resource's ``resource_digest``: URL-safe base64 of
+    ``record_digest``."""
+    return base64.urlsafe_b64encode(record_digest(record, resource_digest)).rstrip(b"=").decode("ascii")
 
 
 def span_document_id(span: Span) -> str:
