@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gzip
 import re
 import ssl
 from pathlib import Path
@@ -20,6 +19,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch._version import __versionstr__
 from elasticsearch.serializer import OrjsonSerializer
 
+from collector.core.gzip_body import gzip_compress
 from collector.core.model import Signal
 from collector.core.retry_after import parse_retry_after
 from exporters.elasticsearch.config import ElasticsearchConfig
@@ -44,8 +44,9 @@ class CompressingNode(AiohttpHttpNode):
 
     The stock node gzips bodies at level 9 on the event loop: a 5 MiB bulk would stall every
     receiver of the process for a few hundred milliseconds. Here the compression runs in a worker
-    thread (zlib releases the GIL) at the configured level. The 9.x client asks for the v9 REST API
-    (``compatible-with=9``), which an 8.x cluster refuses; ``compat_major`` rewrites it.
+    thread (collector/core/gzip_body.py, which releases the GIL) at the configured level. The 9.x
+    client asks for the v9 REST API (``compatible-with=9``), which an 8.x cluster refuses;
+    ``compat_major`` rewrites it.
     Each exporter gets its own subclass, so these class settings are per exporter.
     """
 
@@ -73,7 +74,7 @@ class CompressingNode(AiohttpHttpNode):
                     if name in headers:
                         headers[name] = _COMPAT.sub(f"compatible-with={self.compat_major}", headers[name])
         if compress and body is not None and self.gzip_level is not None:
-            body = await asyncio.to_thread(gzip.compress, body, self.gzip_level)
+            body = await asyncio.to_thread(gzip_compress, body, self.gzip_level)
             headers = headers if headers is not None else HttpHeaders()
             headers["content-encoding"] = "gzip"
         return await super().perform_request(

@@ -73,7 +73,8 @@ class ElasticsearchConfig(ExporterConfig):
     password: str | None = None
     tls: ClientTLS | None = None
     compression: Literal["gzip", "none"] = "gzip"
-    # Level 1 already shrinks log NDJSON several times at a fraction of level 9's CPU.
+    # Level 1 already shrinks log NDJSON about ten times, and is ISA-L's: 5x faster than zlib's level
+    # 1 at the same size. 2-9 are zlib's (collector/core/gzip_body.py).
     compression_level: int = Field(default=1, ge=1, le=9)
     request_timeout: Duration = 30.0
     data_stream: DataStreamConfig = DataStreamConfig()

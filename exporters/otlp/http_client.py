@@ -4,7 +4,6 @@ event loop, with the encoding); what a status and an error body mean for the req
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from collector.core.gzip_body import gzip_compress
 from collector.core.model import Signal
 from collector.core.retry_after import parse_retry_after
 from exporters.otlp.answers import USER_AGENT, Accepted, Failed, rejected_count
@@ -112,7 +112,7 @@ class HttpTransport:
 
     def prepare(self, request: Message) -> bytes:
         body = request.SerializeToString()
-        return gzip.compress(body, GZIP_LEVEL) if self.gzip else body
+        return gzip_compress(body, GZIP_LEVEL) if self.gzip else body
 
     async def send(self, signal: Signal, prepared: bytes) -> Accepted:
         session = self._session

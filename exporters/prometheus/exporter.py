@@ -14,7 +14,6 @@ How points are named and labelled: translator.py; the rendering of a scrape: exp
 from __future__ import annotations
 
 import asyncio
-import gzip
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from collector.config.types import split_endpoint
 from collector.core.component import ComponentContext, Exporter, register
+from collector.core.gzip_body import gzip_compress
 from collector.core.model import FLAG_NO_RECORDED_VALUE, Batch, MetricKind, MetricPoint, Signal, Temporality
 from collector.httpserver.server import start_server
 from exporters.prometheus.config import PrometheusExporterConfig
@@ -199,4 +199,4 @@ class PrometheusExporter(Exporter[PrometheusExporterConfig]):
 
     def _render(self, snapshot: list[Series], accept: str, gzipped: bool) -> tuple[bytes, str]:
         body, content_type = render(snapshot, accept, self.config.send_timestamps)
-        return (gzip.compress(body, 1) if gzipped else body), content_type
+        return (gzip_compress(body, 1) if gzipped else body), content_type
