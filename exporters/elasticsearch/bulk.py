@@ -126,10 +126,13 @@ class _Encoding:
             )
         return held[1]
 
-    def route(self, attributes: Any, resource: Any, dataset: str, namespace: str) -> tuple[str, str]:
-        """``ecs.route``, once per resource for records whose own attributes choose no data stream."""
+    def route(
+        self, attributes: Any, resource: Any, dataset: str, namespace: str, part: ResourcePart | None = None
+    ) -> tuple[str, str]:
+        """``ecs.route``, once per resource for records whose own attributes choose no data stream
+        (``part``: the resource's, when the caller has it already)."""
         if _ROUTING_KEYS.isdisjoint(attributes):
-            routes = self.resource_part(resource).route
+            routes = (part or self.resource_part(resource)).route
             chosen = routes.get((dataset, namespace))
             if chosen is None:
                 chosen = routes[dataset, namespace] = ecs.route(attributes, resource, dataset, namespace)
@@ -189,14 +192,14 @@ def encode_logs(
         try:
             if not isinstance(record, LogRecord):
                 raise TypeError(f"expected a LogRecord, got {type(record).__name__}")
+            digest, part = encoding.resource(record.resource)
             if data_stream.dynamic:
                 dataset, namespace = encoding.route(
-                    record.attributes, record.resource, default_dataset, default_namespace
+                    record.attributes, record.resource, default_dataset, default_namespace, part
                 )
             else:
                 dataset, namespace = default_dataset, default_namespace
             index = ecs.data_stream_name(ecs.LOGS, dataset, namespace)
-            digest, part = encoding.resource(record.resource)
             doc_id = ecs.document_id(record, digest)
             source = log_source(record, dataset, namespace, encoding.now, part)
             if source is None:  # what the splice cannot do (see log_source.py): the whole document

@@ -71,6 +71,7 @@ with a different one that landed.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import time
@@ -388,8 +389,13 @@ _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 def _canonical(value: Any) -> bytes:
     try:
-        return orjson.dumps(value, default=_canonical_default, option=_CANONICAL)
+        # String keys (nearly every record) serialize the same without OPT_NON_STR_KEYS, and faster.
+        return orjson.dumps(value, default=_canonical_default, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError
+        pass
+    try:
+        return orjson.dumps(value, default=_canonical_default, option=_CANONICAL)
+    except TypeError:
         # Integers beyond 64 bits, lone surrogates, keys orjson cannot order: the sanitized form is
         # as deterministic.
         return orjson.dumps(utf8_safe(json_value(value)), default=_canonical_default, option=_CANONICAL)
@@ -436,10 +442,14 @@ class DocumentIds:
         return document_id(record, held[1])
 
 
+_URL_SAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def document_id(record: LogRecord, resource_digest: bytes) -> str:
-    """A record's ``_id`` given its resource's ``resource_digest``: URL-safe base64 of
-    ``record_digest``."""
-    return base64.urlsafe_b64encode(record_digest(record, resource_digest)).rstrip(b"=").decode("ascii")
+    """A record's ``_id`` given its resource's ``resource_digest``: ``record_digest`` in URL-safe
+    base64 without padding (as ``base64.urlsafe_b64encode``, in fewer calls per record)."""
+    encoded = binascii.b2a_base64(record_digest(record, resource_digest), newline=False)
+    return encoded.rstrip(b"=").translate(_URL_SAFE).decode("ascii")
 
 
 def span_document_id(span: Span) -> str:

@@ -138,14 +138,19 @@ def log_source(
         return None
     own = ecs.own_log_fields(record, dataset, namespace, now_unix_nano)
     attributes = record.attributes
+    values: list[Any] = []
+    append = values.append
+    # One pass checks the names and takes the values; strings (most values) need no conversion.
     for key, value in attributes.items():
-        if type(key) is not str or type(value) not in _LEAF_TYPES:
+        kind = type(value)
+        if type(key) is not str or kind not in _LEAF_TYPES:
             return None
+        append(value if kind is str else leaf_value(value))
     shape = _shape(tuple(own), tuple(attributes))
     if shape is None or not shape.tops.isdisjoint(resource.tops):
         return None
     try:
-        part = orjson.dumps(shape.build(list(own.values()), [leaf_value(v) for v in attributes.values()]))
+        part = orjson.dumps(shape.build(list(own.values()), values))
     except orjson.JSONEncodeError:
         return None
     if resource.json:

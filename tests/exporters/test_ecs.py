@@ -389,6 +389,25 @@ def test_id_is_deterministic_and_url_safe() -> None:
     assert ecs.document_ids([reordered]) == [first]
 
 
+def test_ids_stay_the_same_across_versions() -> None:
+    """Batches queued before an upgrade are sent after it: their ids must not change, or a record
+    that landed before the restart would land twice. These were computed by burnline 6ed2526."""
+    full = LogRecord(
+        1733400000123456789,
+        "GET /cart 200",
+        9,
+        "INFO",
+        {"http": {"status": 200}, "path": "/cart", "b": b"\x00\xff", "n": [1, 2.5, None, True]},
+        {"service.name": "checkout", "k8s.pod.name": "p1"},
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        1733400000123457789,
+        "access",
+    )
+    odd_keys = LogRecord(1, "x", attributes={"k": {1: "int key", "a": 2**70}})  # type: ignore[dict-item]
+    assert ecs.document_ids([full, odd_keys]) == ["VwAfdMdp_qpdAu72K9-BmQ", "yCNRjrENSwjzeJfgf_ZqjQ"]
+
+
 @pytest.mark.parametrize(
     "change",
     [
