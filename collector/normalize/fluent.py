@@ -371,52 +371,66 @@ _SERVICE_KEYS: Final = frozenset(_SERVICE_FIELDS)
 _FIELD_KEYS: Final = _SEVERITY_KEYS | _TRACE_KEYS | _SPAN_KEYS | _SERVICE_KEYS | {"traceparent"}
 
 
+# The kinds of special field, in the order they are read (the index into _take_fields' findings).
+_SEVERITY, _TRACE, _SPAN, _SERVICE = range(4)
+_KINDS: Final = (
+    (_SEVERITY, _SEVERITY_FIELDS),
+    (_TRACE, _TRACE_FIELDS),
+    (_SPAN, _SPAN_FIELDS),
+    (_SERVICE, _SERVICE_FIELDS),
+)
+# (kind, field, reader, consumed), in reading order
+_Step = tuple[int, str, Callable[[Any], Any], bool]
+_MAX_PLANS = 1024
+_plans: dict[frozenset[str], tuple[_Step, ...]] = {}
+
+
+def _plan(present: frozenset[str]) -> tuple[_Step, ...]:
+    """The fields of ``present`` to try, kind by kind, each kind's fields in their order of
+    precedence; kept in ``_plans``, since the records of a workload repeat their special fields."""
+    plan = tuple(
+        (kind, key, read, consumed)
+        for kind, readers in _KINDS
+        for key, (read, consumed) in readers.items()
+        if key in present
+    )
+    if len(_plans) >= _MAX_PLANS:
+        _plans.clear()  # ever-new combinations (there are at most a few thousand): start over
+    _plans[present] = plan
+    return plan
+
+
 def _take_fields(fields: dict[str, Any] | None, attributes: dict[str, Any]) -> _Found:
     """Severity, trace id, span id and service name from the JSON body's fields, then the record's.
 
-    Accepted fields are removed (with their top-level copies); refused values stay as attributes.
+    Per kind, the first field (in the order of the tables above) whose reader accepts its value
+    wins and is removed (with its top-level copy); refused values stay as attributes.
     """
-    severity: tuple[int, str] | None = None
-    trace_id = span_id = service = ""
+    found: list[Any] = [None, "", "", ""]
     for source in (fields, attributes) if fields else (attributes,):
-        # Set operations in C find the few special keys a record holds; most hold none.
+        # A set operation in C finds the few special keys a record holds; most hold none.
         present = _FIELD_KEYS.intersection(source)
         if not present:
             continue
-        if severity is None and not present.isdisjoint(_SEVERITY_KEYS):
-            severity = _first(present & _SEVERITY_KEYS, _SEVERITY_FIELDS, source, attributes)
-        if not trace_id and not present.isdisjoint(_TRACE_KEYS):
-            trace_id = _first(present & _TRACE_KEYS, _TRACE_FIELDS, source, attributes) or ""
-        if not span_id and not present.isdisjoint(_SPAN_KEYS):
-            span_id = _first(present & _SPAN_KEYS, _SPAN_FIELDS, source, attributes) or ""
-        if not service and not present.isdisjoint(_SERVICE_KEYS):
-            service = _first(present & _SERVICE_KEYS, _SERVICE_FIELDS, source, attributes) or ""
-        if (not trace_id or not span_id) and "traceparent" in present:
+        plan = _plans.get(present)
+        for kind, key, read, consumed in plan if plan is not None else _plan(present):
+            if found[kind]:
+                continue
+            value = source[key]
+            result = read(value)
+            if result:
+                found[kind] = result
+                if consumed:
+                    _consume(source, attributes, key, value)
+        if (not found[_TRACE] or not found[_SPAN]) and "traceparent" in present:
             match = _traceparent(source["traceparent"])  # read, not consumed: its flags have no field
             if match is not None:
-                trace_id = trace_id or match[0]
-                span_id = span_id or match[1]
+                found[_TRACE] = found[_TRACE] or match[0]
+                found[_SPAN] = found[_SPAN] or match[1]
+    severity, trace_id, span_id, service = found
     if severity is None:
         return 0, "", trace_id, span_id, service
     return severity[0], severity[1], trace_id, span_id, service
-
-
-def _first(
-    keys: frozenset[str],
-    readers: dict[str, tuple[Callable[[Any], Any], bool]],
-    source: dict[str, Any],
-    attributes: dict[str, Any],
-) -> Any:
-    """The value of the first of ``keys`` (in ``readers`` order) its reader accepts, consumed."""
-    for key in keys if len(keys) == 1 else [key for key in readers if key in keys]:
-        read, consumed = readers[key]
-        value = source[key]
-        result = read(value)
-        if result:
-            if consumed:
-                _consume(source, attributes, key, value)
-            return result
-    return None
 
 
 def _traceparent(value: Any) -> tuple[str, str] | None:

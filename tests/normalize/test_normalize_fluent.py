@@ -968,3 +968,69 @@ def test_equal_lines_in_one_receipt_stay_distinct_records() -> None:
         5_000,
     )
     assert [r.observed_time_unix_nano for r in records] == [5_000, 5_001, 5_002]
+
+
+# ---- precedence of the special fields, whatever a record holds --------------------------------
+
+# The documented orders (module docstring): the first field whose value is recognized wins.
+SEVERITY_ORDER = ("level", "severity", "log.level", "levelname", "lvl", "loglevel", "log_level")
+TRACE_ORDER = ("trace_id", "traceId", "traceID", "trace.id", "traceid", "otelTraceID", "dd.trace_id")
+SPAN_ORDER = ("span_id", "spanId", "spanID", "span.id", "spanid", "otelSpanID", "dd.span_id")
+SPECIAL_VALUES = st.sampled_from(
+    ["info", "WARN", "error", "nonsense", 17, 3.0, TRACE, TRACE.upper(), TRACE[:16], "0" * 32, SPAN, "xy", ""]
+)
+SPECIAL_KEYS = st.sampled_from(SEVERITY_ORDER + TRACE_ORDER + SPAN_ORDER)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(SPECIAL_KEYS, SPECIAL_VALUES, max_size=6),
+    st.dictionaries(SPECIAL_KEYS, SPECIAL_VALUES, max_size=4),
+)
+def test_special_fields_follow_the_documented_precedence(
+    in_body: dict[str, Any], on_top: dict[str, Any]
+) -> None:
+    """JSON body fields before the record's own, each kind in its documented order; a winner is
+    consumed (with an equal top-level copy), a refused value stays an attribute."""
+    from collector.core.trace_ids import hex_id
+    from collector.normalize.severity import severity_from_field
+
+    def trace(value: Any) -> str:
+        if type(value) is str and len(value) == 16:
+            padded = hex_id(value, 8)
+            return padded.rjust(32, "0") if padded else ""
+        return hex_id(value, 16)
+
+    readers = (
+        (SEVERITY_ORDER, lambda v: severity_from_field(v) if severity_from_field(v)[0] else None),
+        (TRACE_ORDER, trace),
+        (SPAN_ORDER, lambda v: hex_id(v, 8)),
+    )
+    expected: list[Any] = []
+    body_left, top_left = dict(in_body), dict(on_top)
+    for order, read in readers:
+        winner = None
+        for source in (in_body, on_top):
+            for key in order:
+                if key in source and read(source[key]):
+                    winner = (key, source[key], source is in_body)
+                    break
+            if winner is not None:
+                break
+        expected.append(read(winner[1]) if winner else None)
+        if winner is not None:
+            key, value, from_body = winner
+            if from_body:
+                del body_left[key]
+                if top_left.get(key, object()) == value:
+                    del top_left[key]  # the top-level copy of the winner (a different value stays)
+            else:
+                del top_left[key]
+    kept = {**top_left, **body_left}  # the body's remaining fields override top-level keys
+    record = {"log": orjson.dumps({"msg": "hi", **in_body}).decode(), **copy.deepcopy(on_top)}
+    out = normalize_one(record)
+    severity, trace_id, span_id = expected
+    assert (out.severity_number, out.severity_text) == (severity if severity else (0, ""))
+    assert (out.trace_id, out.span_id) == (trace_id or "", span_id or "")
+    attributes = {k: v for k, v in out.attributes.items() if k != "fluent.tag"}
+    assert attributes == kept
