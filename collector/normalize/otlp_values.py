@@ -39,7 +39,10 @@ class Rejections:
 
 def any_value(value: AnyValue) -> Any:
     """An OTLP AnyValue as the Python value it holds (None when empty)."""
-    kind = value.WhichOneof("value")
+    return _value_of(value, value.WhichOneof("value"))
+
+
+def _value_of(value: AnyValue, kind: str | None) -> Any:
     if kind == "string_value":
         return value.string_value
     if kind == "int_value":
@@ -63,7 +66,13 @@ def any_value(value: AnyValue) -> Any:
 
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     """Repeated KeyValue as a dict (a repeated key, which OTLP forbids, keeps its last value)."""
-    return {kv.key: any_value(kv.value) for kv in pairs}
+    out: dict[str, Any] = {}
+    for kv in pairs:
+        value = kv.value
+        kind = value.WhichOneof("value")
+        # Strings (most attribute values) without a call per value: every span carries several.
+        out[kv.key] = value.string_value if kind == "string_value" else _value_of(value, kind)
+    return out
 
 
 def scope_from_proto(scope: InstrumentationScope, schema_url: str) -> Scope:
