@@ -33,6 +33,7 @@ from collector.core.model import (
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.queue import MemoryQueue
 from collector.exporterhelper.sender import QueueSender
+from exporters.elasticsearch.client import BulkBodySerializer, make_client, node_class
 from exporters.elasticsearch.client import retry_hint as _retry_after
 from exporters.elasticsearch.exporter import ElasticsearchConfig, ElasticsearchExporter
 from tests.doubles.elasticsearch import ElasticsearchDouble
@@ -957,3 +958,15 @@ async def test_double_enforces_content_type_and_product_header(es: Elasticsearch
         ) as resp:
             assert resp.status == 400
             assert "terminated by a newline" in (await resp.json())["error"]["reason"]
+
+
+def test_encoded_bulk_bodies_go_out_as_they_are_and_anything_else_is_still_serialized() -> None:
+    config = ElasticsearchConfig(endpoints=["http://127.0.0.1:9200"])
+    serializers = make_client(config, node_class(config)).transport.serializers
+    body = b'{"create":{"_index":"logs-generic-default","_id":"a"}}\n{"message":"x"}\n'
+    for mimetype in ("application/x-ndjson", "application/vnd.elasticsearch+x-ndjson; compatible-with=9"):
+        serializer = serializers.get_serializer(mimetype)
+        assert isinstance(serializer, BulkBodySerializer)
+        assert serializer.dumps(body) is body  # no copy
+        assert serializer.dumps(body[:-1]) == body  # the final newline NDJSON needs, as before
+        assert serializer.dumps([{"create": {}}, {"message": "x"}]) == b'{"create":{}}\n{"message":"x"}\n'
