@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,8 +17,48 @@ from collector.core.service import Service
 from collector.exporterhelper.sender import ExporterConfig
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(part) for part in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+# Ports are handed out below the kernel's ephemeral range, by a cursor that starts at a random place
+# (two suites on one machine rarely walk the same ports) and never hands a port out twice in a run.
+# Why not bind(("127.0.0.1", 0)): the kernel draws that port from the ephemeral range, the range it
+# also draws every client socket's local port from, and may draw the same port again as soon as the
+# probe is closed; between free_port() and the real bind another test's connection, or the next
+# free_port() call, could take it. CI failed exactly so (the admin endpoint's port "in use").
+_EPHEMERAL_LOW, _ = _ephemeral_range()
+_POOL_LOW = 10_000
+_POOL_SIZE = _EPHEMERAL_LOW - _POOL_LOW
+_cursor = random.randrange(_POOL_SIZE) if _POOL_SIZE > 1_000 else 0
+
+
+def _bindable(port: int) -> bool:
+    """Free for TCP and for UDP (some receivers take both), not even in TIME_WAIT."""
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (UDP on the same number is free in practice)."""
+    """A port free on 127.0.0.1 for TCP and UDP, never a client socket's local port, never the same
+    one twice in a run; when the machine leaves no room below its ephemeral range, the kernel's pick."""
+    global _cursor
+    if _POOL_SIZE > 1_000:
+        for _ in range(_POOL_SIZE):
+            port = _POOL_LOW + _cursor % _POOL_SIZE
+            _cursor += 1
+            if _bindable(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -29,12 +70,13 @@ async def running_service(
 ) -> AsyncIterator[Service]:
     """Starts a Service in this event loop from a config dict; stops (and drains) it on exit.
 
-    ``service.data_dir`` and the admin endpoint default to ``data_dir`` and a free port.
+    ``service.data_dir`` defaults to ``data_dir``; the admin endpoint to port 0 (``svc.admin.port``
+    is the port it got), so that nothing can take it between choosing and binding.
     """
     config = dict(config)
     service_section = dict(config.get("service", {}))
     service_section.setdefault("data_dir", data_dir)
-    service_section.setdefault("admin", {"endpoint": f"127.0.0.1:{free_port()}"})
+    service_section.setdefault("admin", {"endpoint": "127.0.0.1:0"})
     config["service"] = service_section
     svc = Service(parse_config(config, source="<test>", env={}))
     await svc.start()

@@ -32,7 +32,6 @@ import gzip
 import json
 import re
 import secrets
-import socket
 import time
 import uuid
 import zlib
@@ -42,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.support import free_port
 
 _COMPAT_MEDIA = re.compile(
     r"^application/vnd\.elasticsearch\+(json|x-ndjson)\s*;\s*compatible-with\s*=\s*(\d+)\s*$", re.IGNORECASE
@@ -189,12 +190,6 @@ class _ItemError(Exception):
         self.caused_by = caused_by
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _error_body(status: int, error_type: str, reason: str, **extra: Any) -> dict[str, Any]:
     if not error_type:  # answers of the REST layer itself (406, 405, no handler) carry a plain string
         return {"error": reason, "status": status}
@@ -293,7 +288,7 @@ class ElasticsearchDouble:
         self.version = version
         self.major = int(version.split(".", 1)[0])
         self.max_content_length = max_content_length
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.cluster_uuid = uuid.uuid4().hex[:22]
         self._credentials: set[str] = set()
         if api_key is not None:
