@@ -77,7 +77,7 @@ class PrometheusExporter(Exporter[PrometheusExporterConfig]):
         super().__init__(config, ctx)
         self.host, self.port = split_endpoint(config.endpoint)
         self.translator = Translator(config)
-        self._series: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], Series] = OrderedDict()
+        self._series: OrderedDict[tuple[str, ...], Series] = OrderedDict()
         # family name -> (type, number of series): a family keeps one type while it has series.
         self._family_types: dict[str, list[Any]] = {}
         self._drops = DropLog(self)
@@ -121,7 +121,9 @@ class PrometheusExporter(Exporter[PrometheusExporterConfig]):
             return False
         family = translator.family(point, ptype)
         labels, target = translator.labels(point, reserved_label(ptype))
-        key = (family.name, tuple(sorted(labels.items())))
+        # Flat (name, label, value, label, value, ...): one tuple per series instead of one per label
+        # pair too, about 600 bytes less a series with a dozen labels (bench/RESULTS.md).
+        key = (family.name, *[part for pair in sorted(labels.items()) for part in pair])
         known = self._family_types.get(family.name)
         if known is not None and known[0] != ptype:
             # Until the family's series expire, it keeps its type: a scrape never holds two TYPEs.
@@ -156,7 +158,7 @@ class PrometheusExporter(Exporter[PrometheusExporterConfig]):
             known[1] += 1
         return True
 
-    def _remove(self, key: tuple[str, tuple[tuple[str, str], ...]], held: Series) -> None:
+    def _remove(self, key: tuple[str, ...], held: Series) -> None:
         del self._series[key]
         known = self._family_types.get(held.family.name)
         if known is not None:

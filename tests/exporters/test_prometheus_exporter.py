@@ -315,6 +315,30 @@ async def test_series_expire_stale_markers_remove_and_deltas_add_up(tmp_path: Pa
         assert not [k for k in samples(body.decode()) if k[0] != "target_info"]
 
 
+async def test_a_series_is_its_family_and_its_whole_label_set(tmp_path: Path) -> None:
+    """The exporter keys a series by its family and its labels, sorted and flattened into one tuple."""
+    port = free_port()
+    now = time.time_ns()
+    async with running_service(config(port), str(tmp_path)) as svc:
+        exporter = await push(
+            svc,
+            [
+                gauge("queue.depth", 1, now, x="1", y="2"),
+                gauge("queue.depth", 2, now, x="12"),  # the values run together: another series
+                gauge("queue.depth", 3, now, x="1", y=""),  # an empty value is no label: another one
+                gauge("queue.depth", 4, now + S, y="2", x="1"),  # the first series, labels reordered
+                gauge("queue.size", 5, now, x="1", y="2"),  # the first labels in another family
+            ],
+        )
+        assert exporter.series_count == 4
+        _, _, body = await scrape(port)
+        got = samples(body.decode())
+        assert got[("queue_depth", labels(("x", "1"), ("y", "2")))] == 4
+        assert got[("queue_depth", labels(("x", "12")))] == 2
+        assert got[("queue_depth", labels(("x", "1")))] == 3
+        assert got[("queue_size", labels(("x", "1"), ("y", "2")))] == 5
+
+
 async def test_unsupported_and_conflicting_points_are_dropped_and_counted(tmp_path: Path) -> None:
     port = free_port()
     now = time.time_ns()
