@@ -17,13 +17,13 @@ from collector.core.service import Service
 from collector.exporterhelper.sender import ExporterConfig
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low, high = (int(part) for part in f.read().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 # Ports are handed out below the kernel's ephemeral range, by a cursor that starts at a random place
@@ -32,9 +32,8 @@ def _ephemeral_range() -> tuple[int, int]:
 # also draws every client socket's local port from, and may draw the same port again as soon as the
 # probe is closed; between free_port() and the real bind another test's connection, or the next
 # free_port() call, could take it. CI failed exactly so (the admin endpoint's port "in use").
-_EPHEMERAL_LOW, _ = _ephemeral_range()
 _POOL_LOW = 10_000
-_POOL_SIZE = _EPHEMERAL_LOW - _POOL_LOW
+_POOL_SIZE = _ephemeral_low() - _POOL_LOW
 _cursor = random.randrange(_POOL_SIZE) if _POOL_SIZE > 1_000 else 0
 
 

@@ -45,14 +45,19 @@ class CodecError(ValueError):
     """Bytes that are not a batch this version can read."""
 
 
-def _default(value: Any) -> Any:
+def _nested(value: Any) -> tuple[int, tuple[Any, ...]]:
+    """A nested model object's ext code and fields, for either packer; TypeError for anything else."""
     code = _NESTED.get(type(value))
-    if code is not None:
-        fields = [getattr(value, name) for name in _FIELDS[type(value)]]
-        return msgpack.ExtType(code, msgpack.packb(fields, default=_default, use_bin_type=True))
+    if code is None:
+        raise TypeError(f"cannot queue a value of type {type(value).__name__}")
+    return code, _GETTERS[type(value)](value)
+
+
+def _default(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
-    raise TypeError(f"cannot queue a value of type {type(value).__name__}")
+    code, fields = _nested(value)
+    return msgpack.ExtType(code, msgpack.packb(fields, default=_default, use_bin_type=True))
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -95,11 +100,8 @@ _ORMSGPACK_OPTIONS = ormsgpack.OPT_PASSTHROUGH_DATACLASS
 
 
 def _ext(value: Any) -> Any:
-    code = _NESTED.get(type(value))
-    if code is not None:
-        fields = [getattr(value, name) for name in _FIELDS[type(value)]]
-        return ormsgpack.Ext(code, ormsgpack.packb(fields, default=_ext, option=_ORMSGPACK_OPTIONS))
-    raise TypeError(f"cannot queue a value of type {type(value).__name__}")
+    code, fields = _nested(value)
+    return ormsgpack.Ext(code, ormsgpack.packb(fields, default=_ext, option=_ORMSGPACK_OPTIONS))
 
 
 def _pack(doc: list[Any]) -> bytes:
