@@ -8,8 +8,9 @@ sequence number handles senders that finish out of order without a separate posi
 
 - ``put`` encodes the batch, and a group commit writes every batch that arrived meanwhile in one
   transaction (one fsync with ``fsync: true``) before any of their receivers acknowledge.
-- Up to ``memory_bytes`` of queued batches are also kept decoded in memory; beyond that the backlog
-  stays on disk and is read back in order when the exporter gets to it.
+- Queued batches are also kept decoded in memory while they take about ``memory_bytes`` or less;
+  beyond that the backlog stays on disk and is read back in order when the exporter gets to it. What
+  a decoded batch takes is estimated from its row, not from its received size (``decoded_size``).
 - A batch is deleted only once its exporter delivered (or dead-lettered) it; what a hard stop
   interrupts is delivered again at the next start (the exporters' deterministic ids make that
   idempotent).
@@ -43,10 +44,20 @@ log = logging.getLogger("burnline.queue")
 
 SCHEMA_VERSION = 1
 _LOAD_ROWS = 256  # rows read back from disk per load, at most
+# Decoded records take about this many times the bytes of their queue row (msgpack): 4.2 for OTLP
+# spans, 4.5 for Kubernetes log records, 5.7 for remote-write samples (bench/decoded_size.py). The
+# received size is no such measure: a Forward frame decodes to 1.4 times its size, a remote-write
+# request (decompressed) to 6 times, so a cache bounded by it held 100 MiB of samples for "16MiB".
+DECODED_PER_ROW_BYTE = 5
 BATCHES_TABLE = (
     "CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " records INTEGER NOT NULL, size INTEGER NOT NULL, crc INTEGER NOT NULL, payload BLOB NOT NULL)"
 )
+
+
+def decoded_size(row_bytes: int) -> int:
+    """About the memory a batch takes decoded, from the size of its queue row."""
+    return row_bytes * DECODED_PER_ROW_BYTE
 
 
 def database_file(component_id: str) -> str:
@@ -85,7 +96,8 @@ class DurableQueue(MemoryQueue):
         self._pending = _Pending()
         self._writer: asyncio.Task[None] | None = None
         self._seq_of: dict[int, int] = {}  # id(batch) -> row, for batches in memory or in flight
-        self._hot_bytes = 0  # bytes of _items (decoded in memory)
+        self._memory_of: dict[int, int] = {}  # id(batch) -> decoded_size, for batches in _items
+        self._hot_bytes = 0  # decoded_size of _items
         self._backlog = False  # some stored rows are not in _items yet
         self._loaded_upto = 0  # highest row seq moved into memory (or known not to need it)
         self._last_seq = 0  # highest committed row seq
@@ -157,12 +169,13 @@ class DurableQueue(MemoryQueue):
 
     # -- storing (group commit) ---------------------------------------------------------------------
 
-    async def _store(self, batch: Batch) -> int:
+    async def _store(self, batch: Batch) -> tuple[int, int]:
+        """Commits the batch; returns its row's seq and the batch's ``decoded_size``."""
         payload = batch_codec.encode(batch)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.inserts.append((payload, len(batch), batch.size_bytes, done))
         self._kick()
-        return await done
+        return await done, decoded_size(len(payload))
 
     def _kick(self) -> None:
         if self._writer is None or self._writer.done():
@@ -211,16 +224,20 @@ class DurableQueue(MemoryQueue):
         return seqs
 
     def _admit(self, batch: Batch, handle: Any) -> None:
-        seq = int(handle)
+        seq, memory = handle
         self._last_seq = max(self._last_seq, seq)
-        over_budget = self._hot_bytes + batch.size_bytes > self.config.memory_bytes and bool(self._items)
+        over_budget = self._hot_bytes + memory > self.config.memory_bytes and bool(self._items)
         if self._backlog or over_budget:
             self._backlog = True  # stays on disk; _load reads it back in order
             return
         self._seq_of[id(batch)] = seq
         self._loaded_upto = max(self._loaded_upto, seq)
-        self._hot_bytes += batch.size_bytes
+        self._hold(batch, memory)
         super()._admit(batch, handle)
+
+    def _hold(self, batch: Batch, memory: int) -> None:
+        self._memory_of[id(batch)] = memory
+        self._hot_bytes += memory
 
     # -- reading back ---------------------------------------------------------------------------------
 
@@ -248,7 +265,7 @@ class DurableQueue(MemoryQueue):
                 corrupt.append(seq)
                 continue
             self._seq_of[id(batch)] = seq
-            self._hot_bytes += batch.size_bytes
+            self._hold(batch, decoded_size(len(payload)))
             self._items.append(batch)
             self._queued += len(batch)
         if corrupt:
@@ -262,11 +279,11 @@ class DurableQueue(MemoryQueue):
         out: list[tuple[int, int, int, bytes]] = []
         budget = max(self.config.memory_bytes - self._hot_bytes, 1)
         for row in self._db.execute(
-            "SELECT seq, records, size, crc, payload FROM batches WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, records, crc, payload FROM batches WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, _LOAD_ROWS),
         ):
-            out.append((row[0], row[1], row[3], row[4]))
-            budget -= row[2]
+            out.append(row)
+            budget -= decoded_size(len(row[3]))
             if budget <= 0:
                 break
         return out
@@ -286,7 +303,7 @@ class DurableQueue(MemoryQueue):
     async def take(self, max_records: int, max_bytes: int, linger: float) -> list[Batch] | None:
         taken = await super().take(max_records, max_bytes, linger)
         if taken:
-            self._hot_bytes -= sum(b.size_bytes for b in taken)
+            self._hot_bytes -= sum(self._memory_of.pop(id(b), 0) for b in taken)
         return taken
 
     async def _release(self, batches: list[Batch]) -> None:

@@ -32,11 +32,10 @@ class QueueConfig(BaseModel):
     # disk only: fsync before acknowledging (survives power loss). Off, data survives a process crash
     # (SIGKILL, OOM kill) but not the machine's.
     fsync: bool = True
-    # disk only: how much of the queued data (by its received size) is also kept decoded in memory;
-    # the rest is read back from disk and decoded when the exporter gets to it. Decoded records take
-    # about 1.7 times their received size, so 16MiB is about 27 MiB of memory: some 20,000
-    # Kubernetes log records, seconds of a core's intake. 32MiB cost 20 MiB more at ten times the
-    # load and delivered no faster (bench/RESULTS.md, 6 December).
+    # disk only: about how much memory the queued batches kept decoded may take (estimated from
+    # their queue rows: bench/decoded_size.py); the rest is read back from disk and decoded when the
+    # exporter gets to it. 16MiB is some 15,000 Kubernetes log records or 9,000 remote-write samples,
+    # seconds of a core's intake.
     memory_bytes: ByteSize = 16 * 1024 * 1024
     max_bytes: ByteSize = 256 * 1024 * 1024
     max_records: int = 1_000_000

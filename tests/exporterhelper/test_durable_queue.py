@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from collector.core.component import Refused
-from collector.core.model import Batch, LogRecord, Signal
+from collector.core.model import Batch, LogRecord, MetricKind, MetricPoint, Signal, Span, Temporality
 from collector.core.telemetry import Telemetry
-from collector.exporterhelper.durable_queue import DurableQueue
+from collector.exporterhelper import batch_codec
+from collector.exporterhelper.durable_queue import DurableQueue, decoded_size
 from collector.exporterhelper.queue import QueueConfig
 
 
@@ -88,8 +91,13 @@ async def test_out_of_order_delivery_deletes_only_what_was_delivered(tmp_path: P
     await again.shutdown()
 
 
+def in_memory(b: Batch) -> int:
+    """What the queue counts a batch as taking decoded."""
+    return decoded_size(len(batch_codec.encode(b)))
+
+
 async def test_backlog_beyond_memory_is_read_back_in_order(tmp_path: Path) -> None:
-    q = await open_queue(tmp_path, memory_bytes=250)
+    q = await open_queue(tmp_path, memory_bytes=in_memory(batch("b0", n=1)) * 5 // 2)
     for i in range(10):
         await q.put(batch(f"b{i}", n=1, size=100))
     assert len(q._items) == 2  # the rest waits on disk only
@@ -105,6 +113,111 @@ async def test_backlog_beyond_memory_is_read_back_in_order(tmp_path: Path) -> No
     assert seen == [f"b{i}-0" for i in range(10)]
     assert rows(tmp_path) == 0
     await q.shutdown()
+
+
+async def test_memory_is_bounded_by_the_decoded_batches_not_their_received_size(tmp_path: Path) -> None:
+    # A remote-write request decodes to six times its size: a bound by received size held 100 MiB of
+    # samples for "16MiB". Here each batch claims 1 byte received and is big once decoded.
+    def big(tag: str) -> Batch:
+        return Batch(Signal.LOGS, [LogRecord(time_unix_nano=i, body=f"{tag}-{i}" * 50) for i in range(20)], 1)
+
+    q = await open_queue(tmp_path, memory_bytes=in_memory(big("b0")) * 3)
+    for i in range(10):
+        await q.put(big(f"b{i}"))
+    assert len(q._items) == 3
+    taken = await q.take(20, 10_000_000, 0)  # one batch leaves memory: room for one from disk
+    assert taken is not None and len(taken) == 1
+    await q.done(taken)
+    seen = bodies(taken)
+    for _ in range(20):
+        assert len(q._items) <= 3
+        more = await q.take(20, 10_000_000, 0)
+        if not more:
+            break
+        seen += bodies(more)
+        await q.done(more)
+        if len(seen) == 200:
+            break
+    assert seen == [f"b{i}-{j}" * 50 for i in range(10) for j in range(20)]
+    await q.shutdown()
+
+
+def kubernetes_logs(n: int) -> Batch:
+    pod = {"k8s.namespace.name": "shop", "k8s.pod.name": "cart-7d9f8c6b5-x2x7q", "service.name": "cart"}
+    records = [
+        LogRecord(
+            time_unix_nano=1_700_000_000_000_000_000 + i,
+            body=f"GET /api/v1/items/{i} 200 {i % 97} ms",
+            severity_number=9,
+            severity_text="INFO",
+            attributes={
+                "log.iostream": "stdout",
+                "http.route": "/api/v1/items/{id}",
+                "request.id": f"r-{i:08x}",
+            },
+            resource=pod,
+        )
+        for i in range(n)
+    ]
+    return Batch(Signal.LOGS, records, 0)
+
+
+def labelled_samples(n: int) -> Batch:
+    points = [
+        MetricPoint(
+            "container_cpu_usage_seconds_total",
+            MetricKind.SUM,
+            1_700_000_000_000_000_000,
+            {
+                "namespace": "shop",
+                "pod": f"cart-7d9f8c6b5-{i:05x}",
+                "container": "cart",
+                "node": f"node-{i % 7}",
+            },
+            value=float(i),
+            monotonic=True,
+            temporality=Temporality.CUMULATIVE,
+            resource={"service.name": "kubelet", "service.instance.id": f"10.0.0.{i % 200}:10250"},
+        )
+        for i in range(n)
+    ]
+    return Batch(Signal.METRICS, points, 0)
+
+
+def server_spans(n: int) -> Batch:
+    spans = [
+        Span(
+            trace_id=f"{i:032x}",
+            span_id=f"{i:016x}",
+            name="GET /api/v1/items/{id}",
+            start_time_unix_nano=1_700_000_000_000_000_000 + i,
+            end_time_unix_nano=1_700_000_000_005_000_000 + i,
+            kind=2,
+            attributes={
+                "http.request.method": "GET",
+                "http.response.status_code": 200,
+                "url.path": f"/items/{i}",
+            },
+            resource={"service.name": "cart", "k8s.pod.name": "cart-7d9f8c6b5-x2x7q"},
+        )
+        for i in range(n)
+    ]
+    return Batch(Signal.TRACES, spans, 0)
+
+
+@pytest.mark.parametrize("make", [kubernetes_logs, labelled_samples, server_spans])
+def test_the_decoded_estimate_is_within_a_factor_of_two(make: object) -> None:
+    assert callable(make)
+    row = batch_codec.encode(make(500))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        decoded = batch_codec.decode(row)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(decoded) == 500
+    assert held / 2 <= decoded_size(len(row)) <= held * 2, (decoded_size(len(row)), held)
 
 
 async def test_puts_during_backlog_keep_their_order(tmp_path: Path) -> None:
