@@ -150,7 +150,7 @@ class PrometheusExporter(Exporter[PrometheusExporterConfig]):
             oldest_key, oldest = next(iter(series.items()))
             self._remove(oldest_key, oldest)
             self._drops.drop("series_limit", f"over max_series {self.config.max_series}")
-        series[key] = Series(family, labels, point, target, now)
+        series[key] = Series(key, family, point, target, now)
         known = self._family_types.get(family.name)  # the eviction may have ended the family
         if known is None:
             self._family_types[family.name] = [ptype, 1]

@@ -20,11 +20,18 @@ _EXEMPLAR_LABEL_CHARS = 128
 
 @dataclass(slots=True)
 class Series:
+    # The family's name, then label, value, label, value, ... in label order: the series' identity,
+    # and its labels, rebuilt only for a scrape rather than held twice.
+    key: tuple[str, ...]
     family: Family
-    labels: dict[str, str]
     point: MetricPoint
     target: Target | None
     updated: float
+
+    @property
+    def labels(self) -> dict[str, str]:
+        key = self.key
+        return dict(zip(key[1::2], key[2::2], strict=True))
 
 
 class _Snapshot:

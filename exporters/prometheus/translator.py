@@ -39,6 +39,8 @@ COMPONENT_TYPES = frozenset({"histogram", "gaugehistogram", "summary"})
 RESOURCE_IDENTITY = frozenset({"service.name", "service.namespace", "service.instance.id"})
 
 _RESOURCE_CACHE_SIZE = 4096
+# Families are few; one Family a family, not one a series, is a hundred bytes less a series.
+_FAMILY_CACHE_SIZE = 4096
 
 
 class Unsupported(Exception):
@@ -78,6 +80,8 @@ class Translator:
         # id(resource) -> (resource, labels it adds to every series, its target): resource maps are
         # shared by all points of a source, so this is worked out once per source.
         self._resources: dict[int, tuple[dict[str, Any], dict[str, str], Target | None]] = {}
+        # (point name, type, unit, description, verbatim) -> its Family
+        self._families: dict[tuple[str, str, str, str, bool], Family] = {}
 
     def prometheus_type(self, point: MetricPoint) -> str:
         """The OpenMetrics type a point becomes; raises Unsupported when it becomes nothing."""
@@ -100,10 +104,19 @@ class Translator:
         raise Unsupported("exponential_histogram", "exponential histograms have no Prometheus text form")
 
     def family(self, point: MetricPoint, prometheus_type: str) -> Family:
-        name = sanitize_metric_name(point.name)
-        unit = ""
         declared = point.metadata.get("prometheus.type") if point.metadata else None
         verbatim = declared in COMPONENT_TYPES and prometheus_type == "unknown"
+        key = (point.name, prometheus_type, point.unit, point.description, verbatim)
+        family = self._families.get(key)
+        if family is None:
+            if len(self._families) >= _FAMILY_CACHE_SIZE:
+                self._families.clear()
+            family = self._families[key] = self._family(point, prometheus_type, verbatim)
+        return family
+
+    def _family(self, point: MetricPoint, prometheus_type: str, verbatim: bool) -> Family:
+        name = sanitize_metric_name(point.name)
+        unit = ""
         if prometheus_type == "counter" and name.endswith("_total"):
             name = name[: -len("_total")]
         elif prometheus_type == "info" and name.endswith("_info"):

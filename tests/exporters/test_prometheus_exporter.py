@@ -197,6 +197,25 @@ def test_family_names_follow_the_compatibility_spec() -> None:
     assert prefixed.family(point, "counter").name == "shop_net_io"
 
 
+def test_series_of_one_family_share_its_family() -> None:
+    """A Family is worked out once a family, not once a series: 32,000 series held 32,000 copies."""
+    translator = Translator(PrometheusExporterConfig())
+    first = gauge("queue.depth", 1, 1, unit="By", queue="a")
+    same = translator.family(first, "gauge")
+    assert translator.family(gauge("queue.depth", 2, 2, unit="By", queue="b"), "gauge") is same
+    other_help = gauge("queue.depth", 1, 1, unit="By", queue="a")
+    other_help.description = "bytes waiting"
+    assert translator.family(other_help, "gauge").help == "bytes waiting"
+    assert translator.family(gauge("queue.depth", 1, 1, unit="s"), "gauge").name == "queue_depth_seconds"
+    # The same name from a classic histogram's own series stays verbatim: another family.
+    part = gauge("queue_depth_bytes_bucket", 1, 1, unit="By", le="1")
+    part.metadata = {"prometheus.type": "histogram"}
+    assert translator.family(part, "unknown").name == "queue_depth_bytes_bucket"
+    plain = gauge("queue_depth_bytes_bucket", 1, 1, unit="By", le="1")
+    assert translator.family(plain, "unknown").name == "queue_depth_bytes_bucket_bytes"
+    assert translator.family(first, "gauge") is same
+
+
 def test_attributes_that_collide_are_joined_in_key_order() -> None:
     assert attribute_labels({"a_b": "2", "a.b": "1", "c": 3, "d": True, "e": [1, "x"], "f": ""}) == {
         "a_b": "1;2",
