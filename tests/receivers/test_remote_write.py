@@ -20,6 +20,8 @@ import pytest
 from collector.core.model import MetricKind, MetricPoint, Temporality
 from collector.core.service import Service
 from collector.prompb import remote_pb2, types_pb2
+from collector.receivers.remote_write.convert import Converter
+from collector.receivers.remote_write.families import FamilyTypes
 from collector.receivers.remote_write.receiver import RemoteWriteReceiver
 from collector.translator.prometheus import prometheus_unit_to_ucum
 from tests.real_services import needs_prometheus, real_prometheus
@@ -138,6 +140,20 @@ async def test_samples_become_points_with_target_resource_and_scope(tmp_path: Pa
         assert (
             metric_value(svc, "burnline_records_accepted_total", {"component": RID, "signal": "metrics"}) == 4
         )
+
+
+def test_the_series_of_a_request_share_their_label_strings() -> None:
+    """Protobuf makes a new string of every label; the points of a request hold one of each."""
+    request = remote_pb2.WriteRequest()
+    for pod in ("cart-1", "cart-2"):
+        series({"__name__": "up", "namespace": "shop", "pod": pod}, [(1.0, T_MS)], request)
+    a, b = Converter(FamilyTypes(100), infer_types=True).convert(request).points
+    assert a.attributes == {"namespace": "shop", "pod": "cart-1"}
+    assert b.attributes == {"namespace": "shop", "pod": "cart-2"}
+    key_a, key_b = (next(k for k in p.attributes if k == "namespace") for p in (a, b))
+    assert key_a is key_b
+    assert a.attributes["namespace"] is b.attributes["namespace"]
+    assert a.name is b.name
 
 
 async def test_metadata_types_series_in_later_requests(tmp_path: Path) -> None:
