@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 import cramjam
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.core.model import MetricKind, MetricPoint, Temporality
 from collector.core.service import Service
@@ -154,6 +156,45 @@ def test_the_series_of_a_request_share_their_label_strings() -> None:
     assert key_a is key_b
     assert a.attributes["namespace"] is b.attributes["namespace"]
     assert a.name is b.name
+
+
+_LABEL_NAMES = st.sampled_from(["", "__name__", "job", "instance", "otel_scope_name", "a", "b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_LABEL_NAMES, st.sampled_from(["", "x", "y"])), max_size=8))
+def test_any_labels_are_taken_or_refused_naming_the_first_bad_name(labels: list[tuple[str, str]]) -> None:
+    """Repeated and empty names are found whatever their values, and the first one is named."""
+    request = remote_pb2.WriteRequest()
+    ts = request.timeseries.add()
+    for name, value in labels:
+        ts.labels.add(name=name, value=value)
+    ts.samples.add(value=1.0, timestamp=T_MS)
+    conversion = Converter(FamilyTypes(100), infer_types=True).convert(request)
+    expected = None
+    seen: set[str] = set()
+    for name, _ in labels:
+        if not name:
+            expected = "a label has an empty name"
+        elif name in seen:
+            expected = f"label {name!r} is repeated"
+        if expected:
+            break
+        seen.add(name)
+    given_labels = {name: value for name, value in labels if value}
+    if expected is None and not given_labels.get("__name__"):
+        expected = "no __name__ label"
+    if expected is not None:
+        assert conversion.problems == [f"series 0: {expected}"]
+        assert conversion.points == []
+        return
+    [point] = conversion.points
+    assert point.name == given_labels["__name__"]
+    special = {"__name__", "job", "instance", "otel_scope_name"}
+    assert point.attributes == {k: v for k, v in given_labels.items() if k not in special}
+    assert point.resource.get("service.name", "") == given_labels.get("job", "")
+    assert point.resource.get("service.instance.id", "") == given_labels.get("instance", "")
+    assert point.scope.name == given_labels.get("otel_scope_name", "burnline/remote_write")
 
 
 async def test_metadata_types_series_in_later_requests(tmp_path: Path) -> None:
