@@ -79,12 +79,14 @@ stress: $(TEST_STAMP) system-deps
 test: lock-check lint typecheck unit
 
 ## bench: throughput and robustness numbers (prints them; nothing asserts). pipeline.py runs every
-## scenario (logs, traces, remote_write, 1,000 scrape targets, 10 and 10,000 SLOs), then Forward at
-## ten times the connections with default limits (peak RSS, refusals counted by both sides)
+## scenario (logs, traces, remote_write, 1,000 scrape targets, 10 and 10,000 SLOs), then Forward and
+## remote_write at ten times the connections with default limits (peak RSS, refusals counted by both
+## sides)
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py --json bench/results-latest.json
-	$(BIN)/python bench/pipeline.py --overload --only forward-es
+	$(BIN)/python bench/pipeline.py --overload --only forward-es,remote_write-prom
 	$(BIN)/python bench/queue_throughput.py
+	$(BIN)/python bench/decoded_size.py
 	$(BIN)/python bench/durable_queue.py
 	$(BIN)/python bench/durable_storage_choice.py
 	$(BIN)/python bench/fuzz_decoders.py
