@@ -91,6 +91,22 @@ async def test_out_of_order_delivery_deletes_only_what_was_delivered(tmp_path: P
     await again.shutdown()
 
 
+async def take_all(q: DurableQueue, max_records: int, total: int, most_in_memory: int = 0) -> list[str]:
+    """Takes and completes batches until ``total`` records came (at most 20 takes); with
+    ``most_in_memory``, checks before each take that no more batches than that are held decoded."""
+    seen: list[str] = []
+    for _ in range(20):
+        assert not most_in_memory or len(q._items) <= most_in_memory
+        taken = await q.take(max_records, 10_000_000, 0)
+        if not taken:
+            break
+        seen += bodies(taken)
+        await q.done(taken)
+        if len(seen) >= total:
+            break
+    return seen
+
+
 def in_memory(b: Batch) -> int:
     """What the queue counts a batch as taking decoded."""
     return decoded_size(len(batch_codec.encode(b)))
@@ -101,15 +117,7 @@ async def test_backlog_beyond_memory_is_read_back_in_order(tmp_path: Path) -> No
     for i in range(10):
         await q.put(batch(f"b{i}", n=1, size=100))
     assert len(q._items) == 2  # the rest waits on disk only
-    seen: list[str] = []
-    for _ in range(20):
-        taken = await q.take(3, 10_000, 0)
-        if not taken:
-            break
-        seen += bodies(taken)
-        await q.done(taken)
-        if len(seen) == 10:
-            break
+    seen = await take_all(q, 3, 10)
     assert seen == [f"b{i}-0" for i in range(10)]
     assert rows(tmp_path) == 0
     await q.shutdown()
@@ -128,16 +136,7 @@ async def test_memory_is_bounded_by_the_decoded_batches_not_their_received_size(
     taken = await q.take(20, 10_000_000, 0)  # one batch leaves memory: room for one from disk
     assert taken is not None and len(taken) == 1
     await q.done(taken)
-    seen = bodies(taken)
-    for _ in range(20):
-        assert len(q._items) <= 3
-        more = await q.take(20, 10_000_000, 0)
-        if not more:
-            break
-        seen += bodies(more)
-        await q.done(more)
-        if len(seen) == 200:
-            break
+    seen = bodies(taken) + await take_all(q, 20, 180, most_in_memory=3)
     assert seen == [f"b{i}-{j}" * 50 for i in range(10) for j in range(20)]
     await q.shutdown()
 
