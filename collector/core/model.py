@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 
 class Signal(StrEnum):
@@ -38,6 +38,28 @@ def severity_name(number: int) -> str:
         if number >= level:
             return level.name
     return Severity.TRACE.name
+
+
+class FrozenEmptyList(list[Any]):
+    """An empty list that refuses to be filled: the one default of the model's list fields.
+
+    A point or span rarely holds buckets, quantiles, exemplars, events or links, and an empty list of
+    its own costs 56 bytes: 336 of the about 1,000 a converted remote-write sample took with six of
+    them. Every reader sees a list; whoever wants items assigns a new list instead of filling this one.
+    """
+
+    __slots__ = ()
+    # dataclasses refuse an unhashable default; this one cannot change, so identity is its hash.
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("the model's default empty list is shared: assign a new list instead of filling it")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+NO_ITEMS: list[Any] = FrozenEmptyList()
 
 
 @dataclass(slots=True)
@@ -142,9 +164,9 @@ class Span:
     kind: int = SpanKind.UNSPECIFIED
     attributes: dict[str, Any] = field(default_factory=dict)
     dropped_attributes_count: int = 0
-    events: list[SpanEvent] = field(default_factory=list)
+    events: list[SpanEvent] = NO_ITEMS
     dropped_events_count: int = 0
-    links: list[SpanLink] = field(default_factory=list)
+    links: list[SpanLink] = NO_ITEMS
     dropped_links_count: int = 0
     status_code: int = StatusCode.UNSET
     status_message: str = ""
@@ -235,17 +257,17 @@ class MetricPoint:
     sum: float | None = None
     min: float | None = None
     max: float | None = None
-    bucket_counts: list[int] = field(default_factory=list)  # histogram: one more than bounds
-    explicit_bounds: list[float] = field(default_factory=list)
+    bucket_counts: list[int] = NO_ITEMS  # histogram: one more than bounds
+    explicit_bounds: list[float] = NO_ITEMS
     scale: int = 0  # exponential histogram
     zero_count: int = 0
     zero_threshold: float = 0.0
     positive_offset: int = 0
-    positive_bucket_counts: list[int] = field(default_factory=list)
+    positive_bucket_counts: list[int] = NO_ITEMS
     negative_offset: int = 0
-    negative_bucket_counts: list[int] = field(default_factory=list)
-    quantiles: list[tuple[float, float]] = field(default_factory=list)  # summary: (quantile, value)
-    exemplars: list[Exemplar] = field(default_factory=list)
+    negative_bucket_counts: list[int] = NO_ITEMS
+    quantiles: list[tuple[float, float]] = NO_ITEMS  # summary: (quantile, value)
+    exemplars: list[Exemplar] = NO_ITEMS
     flags: int = 0
     resource: dict[str, Any] = field(default_factory=dict)
     resource_schema_url: str = ""

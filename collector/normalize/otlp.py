@@ -35,7 +35,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector.core.model import LogRecord, MetricPoint, Span, SpanEvent, SpanLink
+from collector.core.model import NO_ITEMS, LogRecord, MetricPoint, Span, SpanEvent, SpanLink
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES
 from collector.normalize.otlp_metrics import METRIC_KINDS, MetricIdentity, add_points
 from collector.normalize.otlp_values import (
@@ -206,7 +206,7 @@ def spans_from_proto(request: ExportTraceServiceRequest, rejections: Rejections 
                         for event in events
                     ]
                     if events
-                    else [],
+                    else NO_ITEMS,
                     span.dropped_events_count,
                     [
                         SpanLink(
@@ -220,7 +220,7 @@ def spans_from_proto(request: ExportTraceServiceRequest, rejections: Rejections 
                         for link in links
                     ]
                     if links
-                    else [],
+                    else NO_ITEMS,
                     span.dropped_links_count,
                     status.code,
                     status.message,

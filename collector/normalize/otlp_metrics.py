@@ -9,7 +9,7 @@ from typing import Any
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Exemplar as ExemplarProto
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 
-from collector.core.model import Exemplar, MetricKind, MetricPoint, Scope
+from collector.core.model import NO_ITEMS, Exemplar, MetricKind, MetricPoint, Scope
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES
 from collector.normalize.otlp_values import Rejections, attributes, id_problem
 
@@ -77,7 +77,7 @@ def _exemplars(exemplars: Iterable[ExemplarProto]) -> tuple[list[Exemplar], str 
                 span_id=ex.span_id.hex(),
             )
         )
-    return out, None
+    return (out if out else NO_ITEMS), None
 
 
 def _number_points(

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.core.model import MetricKind, MetricPoint, Temporality
+from collector.core.model import NO_ITEMS, MetricKind, MetricPoint, Temporality
 from collector.core.service import Service
 from collector.prompb import remote_pb2, types_pb2
 from collector.receivers.remote_write.convert import Converter
@@ -561,3 +561,11 @@ async def test_a_real_prometheus_remote_writes_its_own_series(tmp_path: Path) ->
         assert family is not None and family.type == "histogram" and family.from_metadata
         assert errors(svc, "invalid_series") == 0
         assert errors(svc, "unauthorized") == 0
+
+
+def test_samples_hold_the_shared_empty_list_not_one_each() -> None:
+    """Six empty lists of its own were a third of what a converted sample held in memory."""
+    request = remote_pb2.WriteRequest()
+    series({"__name__": "up", "pod": "cart-1"}, [(1.0, T_MS), (0.0, T_MS + 1000)], request)
+    for point in Converter(FamilyTypes(100), infer_types=True).convert(request).points:
+        assert point.bucket_counts is NO_ITEMS and point.quantiles is NO_ITEMS and point.exemplars is NO_ITEMS
