@@ -69,9 +69,11 @@ def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in pairs:
         value = kv.value
-        kind = value.WhichOneof("value")
-        # Strings (most attribute values) without a call per value: every span carries several.
-        out[kv.key] = value.string_value if kind == "string_value" else _value_of(value, kind)
+        # A non-empty string (most attribute values) by one field read, without asking the oneof
+        # which field is set: every span carries several. Empty reads as "" for any other kind, and
+        # those (and the empty string) go the long way.
+        text = value.string_value
+        out[kv.key] = text if text else _value_of(value, value.WhichOneof("value"))
     return out
 
 
