@@ -48,6 +48,7 @@ from collector.normalize.otlp import (
     parse_proto_request,
     spans_from_proto,
 )
+from collector.normalize.otlp_values import attributes
 
 TRACE = bytes.fromhex("5b8efff798038103d269b633813fc60c")
 SPAN = bytes.fromhex("eee19b7ec3c1b174")
@@ -319,6 +320,35 @@ def test_any_value_kinds() -> None:
     assert any_value(AnyValue(kvlist_value=KeyValueList())) == {}
     # A profiles-dictionary reference means nothing outside profiles: treated as absent.
     assert any_value(AnyValue(string_value_strindex=3)) is None
+
+
+def test_attributes_tell_empty_and_zero_values_apart() -> None:
+    """Strings are read first; every value that reads as "" there takes the oneof's word."""
+    pairs = [
+        KeyValue(key=key, value=value)
+        for key, value in {
+            "text": AnyValue(string_value="x"),
+            "empty text": AnyValue(string_value=""),
+            "zero": AnyValue(int_value=0),
+            "false": AnyValue(bool_value=False),
+            "zero float": AnyValue(double_value=0.0),
+            "no bytes": AnyValue(bytes_value=b""),
+            "unset": AnyValue(),
+            "strindex": AnyValue(string_value_strindex=0),
+        }.items()
+    ]
+    got = attributes(pairs)
+    assert got == {
+        "text": "x",
+        "empty text": "",
+        "zero": 0,
+        "false": False,
+        "zero float": 0.0,
+        "no bytes": b"",
+        "unset": None,
+        "strindex": None,
+    }
+    assert [type(got[k]) for k in ("empty text", "zero", "false", "zero float")] == [str, int, bool, float]
 
 
 def _values(leaf: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
