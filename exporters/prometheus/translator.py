@@ -32,7 +32,13 @@ from typing import Any
 
 from collector.core.model import Exemplar, MetricKind, MetricPoint, Temporality
 from exporters.prometheus.config import NamingConfig
-from exporters.prometheus.naming import attribute_labels, job_instance, sanitize_metric_name, unit_word
+from exporters.prometheus.naming import (
+    attribute_labels,
+    job_instance,
+    label_value,
+    sanitize_metric_name,
+    unit_word,
+)
 
 # Prometheus types of the series that make up a classic histogram or summary.
 COMPONENT_TYPES = frozenset({"histogram", "gaugehistogram", "summary"})
@@ -171,6 +177,19 @@ class Translator:
             if point.scope.version:
                 labels["otel_scope_version"] = point.scope.version
         return labels, target
+
+    def job_and_instance(self, point: MetricPoint) -> tuple[str, str]:
+        """The ``job`` and ``instance`` labels of the point's series ("" when absent), as ``labels``
+        gives them, without building the rest: every series of one target, and its target_info,
+        share them."""
+        added, _ = self._resource(point.resource)
+        job, instance = added.get("job"), added.get("instance")
+        attributes = point.attributes
+        if job is None:  # no job from the resource: an attribute named job is the label then
+            job = label_value(attributes.get("job")) if attributes else ""
+        if instance is None:
+            instance = label_value(attributes.get("instance")) if attributes else ""
+        return job, instance
 
 
 def reserved_label(prometheus_type: str) -> str:

@@ -46,8 +46,12 @@ class PrometheusRemoteWriteConfig(ExporterConfig, NamingConfig):
     send_metadata: bool = True
     exponential_histograms: Literal["drop", "native"] = "drop"
     user_agent: str = f"burnline/{__version__}"
-    # One request at a time keeps every series' samples in order across batches (see module doc).
+    # One batch at a time keeps every series' samples in order across batches (see module doc).
     concurrency: int = Field(default=1, ge=1, le=64)
+    # Requests of one batch in flight at once, as Prometheus' own remote-write shards: each shard
+    # carries whole targets (all series with one job and instance, and their target_info), so a
+    # series' samples still arrive in order.
+    shards: int = Field(default=4, ge=1, le=64)
 
     @field_validator("endpoint")
     @classmethod

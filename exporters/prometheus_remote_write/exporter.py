@@ -5,10 +5,16 @@ Each export sends the batch as one or more ``prometheus.WriteRequest``\\s (at mo
 requires (Content-Encoding: snappy, Content-Type: application/x-protobuf, User-Agent,
 X-Prometheus-Remote-Write-Version: 0.1.0). Names and labels are translated as the ``prometheus``
 exporter does (OpenTelemetry's Prometheus compatibility spec, see exporters/prometheus/translator.py);
-label names are sorted, and the samples of a series are sent in time order: points are sorted by time
-before they are cut into requests, requests go out one after the other, and the exporter's
-``concurrency`` defaults to 1 so that two batches never race (raise it only for a receiver that
-accepts out-of-order samples).
+label names are sorted, and the samples of a series are sent in time order:
+
+- a batch that needs more than one request is dealt out to up to ``shards`` shards (4) by its
+  targets, as Prometheus' own remote-write shards its series: all series with one ``job`` and
+  ``instance`` label, and that target's ``target_info``, go to one shard, so two shards never carry
+  the same series. The shards send at once; one request round trip no longer bounds the throughput.
+- within a shard, points are sorted by time before they are cut into requests, and the requests go
+  out one after the other;
+- the exporter's ``concurrency`` defaults to 1 so that two batches never race (raise it only for a
+  receiver that accepts out-of-order samples).
 
 Answers: 2xx delivered. 5xx and 429 are retried by the sender with backoff, honouring Retry-After.
 413 halves the request until it fits. Any other 4xx will never succeed (the spec forbids retrying
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -33,6 +40,14 @@ from exporters.prometheus.translator import Translator, Unsupported
 from exporters.prometheus_remote_write.client import RemoteWriteClient
 from exporters.prometheus_remote_write.config import PrometheusRemoteWriteConfig
 from exporters.prometheus_remote_write.encoding import Encoder, sample_count
+
+
+@dataclass(slots=True)
+class _ShardOutcome:
+    delivered: int = 0
+    rejected: int = 0
+    failure: RetryableExportError | None = None
+    rest: list[MetricPoint] = field(default_factory=list)  # the points not sent, from the failure on
 
 
 @register
@@ -58,10 +73,12 @@ class PrometheusRemoteWriteExporter(Exporter[PrometheusRemoteWriteConfig]):
     async def stop(self) -> None:
         await self.client.stop()
 
-    def plan(self, points: Sequence[Any]) -> list[list[MetricPoint]]:
-        """The batch cut into requests: points in time order, each request within
-        ``max_samples_per_request`` samples (a point is never split). Unsendable points are dropped."""
+    def plan(self, points: Sequence[Any]) -> list[list[list[MetricPoint]]]:
+        """The batch cut into shards of requests: each shard's points in time order, each request
+        within ``max_samples_per_request`` samples (a point is never split), as many shards as there
+        are full requests up to ``shards``. Unsendable points are dropped."""
         sendable: list[MetricPoint] = []
+        samples = 0
         for point in points:
             if not isinstance(point, MetricPoint):
                 self._drops.drop("not_a_metric", f"{type(point).__name__} is not a metric point")
@@ -72,12 +89,32 @@ class PrometheusRemoteWriteExporter(Exporter[PrometheusRemoteWriteConfig]):
                 self._drops.drop(exc.reason, f"{point.name}: {exc.detail}")
                 continue
             sendable.append(point)
-        sendable.sort(key=lambda p: p.time_unix_nano)
+            samples += sample_count(point)
+        limit = self.config.max_samples_per_request
+        count = min(self.config.shards, -(-samples // limit))
+        if count <= 1:
+            return [self._requests(sendable)] if sendable else []
+        shards: list[list[MetricPoint]] = [[] for _ in range(count)]
+        targets: dict[int, int] = {}  # id(resource) -> shard, for points without their own job/instance
+        job_and_instance = self.translator.job_and_instance
+        for point in sendable:
+            attributes = point.attributes
+            if attributes and ("job" in attributes or "instance" in attributes):
+                shard = hash(job_and_instance(point)) % count
+            else:
+                shard = targets.get(id(point.resource), -1)
+                if shard < 0:
+                    shard = targets[id(point.resource)] = hash(job_and_instance(point)) % count
+            shards[shard].append(point)
+        return [self._requests(shard) for shard in shards if shard]
+
+    def _requests(self, points: list[MetricPoint]) -> list[list[MetricPoint]]:
+        points.sort(key=lambda p: p.time_unix_nano)
         limit = self.config.max_samples_per_request
         requests: list[list[MetricPoint]] = []
         current: list[MetricPoint] = []
         samples = 0
-        for point in sendable:
+        for point in points:
             n = sample_count(point)
             if current and samples + n > limit:
                 requests.append(current)
@@ -89,27 +126,52 @@ class PrometheusRemoteWriteExporter(Exporter[PrometheusRemoteWriteConfig]):
         return requests
 
     async def export(self, batch: Batch) -> int:
-        requests = self.plan(batch.items)
+        shards = self.plan(batch.items)
+        if len(shards) == 1:
+            outcomes: list[_ShardOutcome | BaseException] = [await self._send_shard(shards[0])]
+        else:
+            # Every shard runs to its end (return_exceptions): none is left sending in the
+            # background when another fails.
+            outcomes = await asyncio.gather(*(self._send_shard(s) for s in shards), return_exceptions=True)
         delivered = rejected = 0
-        for index, points in enumerate(requests):
-            try:
-                landed, refused = await self._send(points)
-            except RetryableExportError as exc:
-                rest = [p for chunk in requests[index:] for p in chunk]
-                per_point = max(1, batch.size_bytes // max(1, len(batch)))
-                raise RetryableExportError(
-                    exc.reason,
-                    remaining=Batch(Signal.METRICS, rest, per_point * len(rest)),
-                    retry_after=exc.retry_after,
-                    delivered=delivered,
-                    rejected=rejected,
-                ) from exc
-            delivered += landed
-            rejected += refused
+        rest: list[MetricPoint] = []
+        failure: RetryableExportError | None = None
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # a bug, or a cancellation: the sender retries the whole batch
+            delivered += outcome.delivered
+            rejected += outcome.rejected
+            if outcome.failure is not None:
+                rest.extend(outcome.rest)
+                if failure is None or (outcome.failure.retry_after or 0) > (failure.retry_after or 0):
+                    failure = outcome.failure
+        if failure is not None:
+            per_point = max(1, batch.size_bytes // max(1, len(batch)))
+            raise RetryableExportError(
+                failure.reason,
+                remaining=Batch(Signal.METRICS, rest, per_point * len(rest)),
+                retry_after=failure.retry_after,
+                delivered=delivered,
+                rejected=rejected,
+            ) from failure
         if self._failing is not None:
             self.log.info("remote-write to %s works again", self.config.endpoint)
             self._failing = None
         return delivered
+
+    async def _send_shard(self, requests: list[list[MetricPoint]]) -> _ShardOutcome:
+        """Sends a shard's requests one after the other, up to the first that must be retried."""
+        outcome = _ShardOutcome()
+        for index, points in enumerate(requests):
+            try:
+                landed, refused = await self._send(points)
+            except RetryableExportError as exc:
+                outcome.failure = exc
+                outcome.rest = [p for chunk in requests[index:] for p in chunk]
+                return outcome
+            outcome.delivered += landed
+            outcome.rejected += refused
+        return outcome
 
     async def _send(self, points: list[MetricPoint]) -> tuple[int, int]:
         """Sends one request; returns (delivered, dead-lettered). Raises RetryableExportError."""

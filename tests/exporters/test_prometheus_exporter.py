@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -490,3 +492,34 @@ async def test_a_real_prometheus_scrapes_the_exported_values(tmp_path: Path) -> 
             assert meta["rpc_duration_seconds"][0]["type"] == "histogram"
             assert meta["orders_placed"][0]["type"] == "counter"
             assert meta["rpc_duration_seconds"][0]["unit"] == "seconds"
+
+
+_LABEL_VALUES = st.sampled_from(["", "a", "b", 7, True, None])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    resource=st.dictionaries(
+        st.sampled_from(
+            ["service.name", "service.namespace", "service.instance.id", "job", "instance", "k8s.pod.name"]
+        ),
+        _LABEL_VALUES,
+    ),
+    attributes=st.dictionaries(st.sampled_from(["job", "instance", "queue"]), _LABEL_VALUES),
+    resource_labels=st.booleans(),
+)
+def test_job_and_instance_are_the_labels_a_series_gets(
+    resource: dict[str, Any], attributes: dict[str, Any], resource_labels: bool
+) -> None:
+    """What the remote-write exporter shards by is exactly the series' job and instance labels."""
+    translator = Translator(PrometheusExporterConfig(resource_to_telemetry_conversion=resource_labels))
+    point = MetricPoint(
+        name="up",
+        kind=MetricKind.GAUGE,
+        time_unix_nano=1,
+        value=1.0,
+        attributes=attributes,
+        resource=resource,
+    )
+    labels, _ = translator.labels(point)
+    assert translator.job_and_instance(point) == (labels.get("job", ""), labels.get("instance", ""))

@@ -4,8 +4,11 @@ double, a round trip through burnline's own receiver, and a real Prometheus stor
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import math
+import random
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
@@ -113,6 +116,8 @@ def summary(name: str, t: int) -> MetricPoint:
 class Recorded:
     headers: dict[str, str]
     body: bytes
+    started: float = 0.0  # time.monotonic() when the request arrived and when it was answered
+    answered: float = 0.0
 
     @property
     def request(self) -> remote_pb2.WriteRequest:
@@ -130,6 +135,9 @@ class Double:
     recorded: list[Recorded] = field(default_factory=list)
     # Answers to give, in order (status, headers, text); 204 once they run out.
     script: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+    # Or an answer chosen by what a request holds (None: the script's), and a wait before answering.
+    answer: Callable[[Recorded], tuple[int, dict[str, str], str] | None] = lambda _: None
+    delay: Callable[[], float] = lambda: 0.0
 
 
 @asynccontextmanager
@@ -138,7 +146,16 @@ async def double() -> AsyncIterator[Double]:
     d = Double(f"http://127.0.0.1:{port}/api/v1/write")
 
     async def handle(request: web.Request) -> web.Response:
-        d.recorded.append(Recorded(dict(request.headers), await request.read()))
+        recorded = Recorded(dict(request.headers), await request.read(), time.monotonic())
+        d.recorded.append(recorded)
+        wait = d.delay()
+        if wait:
+            await asyncio.sleep(wait)
+        recorded.answered = time.monotonic()
+        chosen = d.answer(recorded)
+        if chosen is not None:
+            status, headers, text = chosen
+            return web.Response(status=status, headers=headers, text=text)
         if d.script:
             status, headers, text = d.script.pop(0)
             return web.Response(status=status, headers=headers, text=text)
@@ -314,6 +331,119 @@ async def test_unsupported_points_are_dropped_and_counted(tmp_path: Path) -> Non
             labels = {"component": "prometheus_remote_write", "signal": "metrics", "reason": reason}
             assert registry.get_sample_value("burnline_records_dropped_total", labels) == 1
     assert len(d.recorded) == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shards
+
+
+def _targets_batch(targets: int, series: int, samples: int, t0: int) -> list[MetricPoint]:
+    """``samples`` points of ``series`` series for each of ``targets`` pods, newest first."""
+    points = []
+    for t in range(targets):
+        resource = {
+            "service.name": "checkout",
+            "service.namespace": "shop",
+            "service.instance.id": f"pod-{t}",
+            "k8s.pod.name": f"checkout-{t}",  # so that the target has a target_info
+        }
+        for i in range(series):
+            for k in reversed(range(samples)):
+                point = gauge("queue.depth", float(k), t0 + k * S, queue=f"q{i}")
+                point.resource = resource
+                points.append(point)
+    return points
+
+
+def _job_instances(recorded: Recorded) -> set[tuple[str, str]]:
+    out = set()
+    for labels in recorded.series():
+        named = dict(labels)
+        out.add((named.get("job", ""), named.get("instance", "")))
+    return out
+
+
+async def test_shards_send_at_once_and_never_share_a_target(tmp_path: Path) -> None:
+    """Requests of one batch overlap in time, two that overlap never carry the same target, and
+    every series (target_info too) arrives in time order whatever the answers' delays."""
+    t0 = 1_700_000_000 * S
+    points = _targets_batch(targets=12, series=5, samples=4, t0=t0)  # 240 samples
+    rng = random.Random(7)
+    async with double() as d, exporter(tmp_path, d.url, max_samples_per_request=20) as exp:
+        d.delay = lambda: rng.uniform(0.0, 0.03)
+        assert await exp.export(batch(points)) == len(points)
+    overlapping = 0
+    for i, a in enumerate(d.recorded):
+        for b in d.recorded[i + 1 :]:
+            if a.started < b.answered and b.started < a.answered:
+                overlapping += 1
+                assert not _job_instances(a) & _job_instances(b)
+    assert overlapping > 0
+    # At most four in flight at any moment (the default shards).
+    assert max(sum(r.started <= x.started < r.answered for r in d.recorded) for x in d.recorded) <= 4
+    arrived: dict[tuple[tuple[str, str], ...], list[int]] = {}
+    for rec in sorted(d.recorded, key=lambda r: r.started):
+        for labels, ts in rec.series().items():
+            arrived.setdefault(labels, []).extend(sample.timestamp for sample in ts.samples)
+    assert len([k for k in arrived if dict(k)["__name__"] == "queue_depth"]) == 60
+    assert len([k for k in arrived if dict(k)["__name__"] == "target_info"]) == 12
+    for stamps in arrived.values():
+        assert stamps == sorted(stamps)
+    assert sum(len(v) for k, v in arrived.items() if dict(k)["__name__"] == "queue_depth") == 240
+
+
+async def test_one_shard_one_request_when_the_batch_fits_in_one(tmp_path: Path) -> None:
+    points = _targets_batch(targets=12, series=5, samples=4, t0=1_700_000_000 * S)
+    async with double() as d, exporter(tmp_path, d.url) as exp:  # 2,000 samples a request
+        assert await exp.export(batch(points)) == len(points)
+    assert len(d.recorded) == 1
+
+
+async def test_shards_one(tmp_path: Path) -> None:
+    """``shards: 1`` sends one request after the other, as before shards."""
+    points = _targets_batch(targets=12, series=5, samples=4, t0=1_700_000_000 * S)
+    async with double() as d, exporter(tmp_path, d.url, max_samples_per_request=20, shards=1) as exp:
+        d.delay = lambda: 0.005
+        assert await exp.export(batch(points)) == len(points)
+    ordered = sorted(d.recorded, key=lambda r: r.started)
+    assert len(ordered) >= 12 and all(a.answered <= b.started for a, b in itertools.pairwise(ordered))
+    sent = [
+        s.timestamp
+        for r in ordered
+        for labels, ts in r.series().items()
+        if dict(labels)["__name__"] == "queue_depth"
+        for s in ts.samples
+    ]
+    assert len(sent) == 240
+
+
+async def test_a_failing_shard_leaves_only_its_own_points_to_retry(tmp_path: Path) -> None:
+    t0 = 1_700_000_000 * S
+    points = _targets_batch(targets=12, series=5, samples=4, t0=t0)
+    failing = ("shop/checkout", "pod-3")
+
+    def answer(rec: Recorded) -> tuple[int, dict[str, str], str] | None:
+        return (503, {"Retry-After": "3"}, "busy") if failing in _job_instances(rec) else None
+
+    async with double() as d, exporter(tmp_path, d.url, max_samples_per_request=20) as exp:
+        d.answer = answer
+        with pytest.raises(RetryableExportError) as caught:
+            await exp.export(batch(points))
+        err = caught.value
+        assert err.reason == "http_503" and err.retry_after == 3.0
+        assert err.remaining is not None
+        rest = err.remaining.items
+        # The failing shard's points from its failed request on; the other shards delivered.
+        assert {p.resource["service.instance.id"] for p in rest} >= {"pod-3"}
+        assert err.delivered + len(rest) == len(points)
+        assert err.delivered > 0
+        delivered_pods = set()
+        for rec in d.recorded:
+            if failing not in _job_instances(rec):
+                delivered_pods |= {instance for _, instance in _job_instances(rec)}
+        assert not delivered_pods & {p.resource["service.instance.id"] for p in rest}
+        d.answer = lambda _: None
+        assert await exp.export(err.remaining) == len(rest)
 
 
 # ---------------------------------------------------------------------------------------------------
