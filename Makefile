@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py --overload --only forward-es,remote_write-prom
 	$(BIN)/python bench/queue_throughput.py
 	$(BIN)/python bench/decoded_size.py
+	$(BIN)/python bench/remote_write_shards.py
 	$(BIN)/python bench/durable_queue.py
 	$(BIN)/python bench/durable_storage_choice.py
 	$(BIN)/python bench/fuzz_decoders.py
