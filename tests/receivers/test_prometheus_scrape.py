@@ -652,6 +652,28 @@ async def test_vanished_series_and_failed_scrapes_get_staleness_markers(tmp_path
             assert not any(p.flags for p in series(svc, "t"))
 
 
+async def test_a_series_is_the_same_whatever_the_order_of_its_labels(tmp_path: Path) -> None:
+    """Only the series that vanished gets a marker, with its labels; reordered labels are no new series."""
+    async with fake_target() as server:
+        server.set(
+            "/metrics",
+            '# TYPE r_total counter\nr_total{method="get",code="200"} 1\n'
+            'r_total{method="put",code="500"} 1\n',
+        )
+        config = scrape_config(jobs=[job("j", f"127.0.0.1:{server.port}", scrape_interval="300ms")])
+        async with running_service(config, str(tmp_path / "data")) as svc:
+            await wait_until(lambda: bool(up_values(svc, "j")))
+            assert latest(svc, "scrape_series_added").value == 2
+            server.set("/metrics", '# TYPE r_total counter\nr_total{code="200",method="get"} 2\n')
+            await wait_until(lambda: any(p.flags for p in series(svc, "r_total")))
+            await wait_until(
+                lambda: latest(svc, "up").time_unix_nano == latest(svc, "r_total").time_unix_nano
+            )
+            stale = [p for p in series(svc, "r_total") if p.flags]
+            assert [p.attributes for p in stale] == [{"code": "500", "method": "put"}]
+            assert latest(svc, "scrape_series_added").value == 0
+
+
 async def test_concurrency_is_bounded(tmp_path: Path) -> None:
     async with fake_target() as server:
         # Six scrapes of 0.5s each per 1s interval: unbounded, three or more would overlap.

@@ -303,7 +303,7 @@ class PrometheusScrapeReceiver(Receiver[PrometheusScrapeConfig]):
         now = time.time_ns()
         points = [stale_point(key, s, now) for key, s in target.series.items() if s.marked]
         if target.health:  # scraped at least once: its up, scrape_duration_seconds, ... end too
-            attributes = frozenset(target.attributes.items())
+            attributes = tuple(sorted(target.attributes.items()))
             job, instance = target.labels["job"], target.labels["instance"]
             gauge = Series(MetricKind.GAUGE, False, Temporality.UNSPECIFIED, target.resource)
             points.extend(stale_point((name, attributes, job, instance), gauge, now) for name in SYNTHETIC)
@@ -440,11 +440,17 @@ class PrometheusScrapeReceiver(Receiver[PrometheusScrapeConfig]):
                 "sample_limit", f"{exposition.samples} samples exceed the sample_limit of {limit}"
             )
         series: dict[SeriesKey, Series] = {}
+        # A scrape's series come in a few shapes (kind, temporality, resource): one Series each.
+        shapes: dict[tuple[Any, ...], Series] = {}
         for point in exposition.points:
             marked = point.time_unix_nano == scrape_ns
-            series[series_key(point)] = Series(
-                point.kind, point.monotonic, point.temporality, point.resource, marked
-            )
+            shape = (point.kind, point.monotonic, point.temporality, id(point.resource), marked)
+            held = shapes.get(shape)
+            if held is None:
+                held = shapes[shape] = Series(
+                    point.kind, point.monotonic, point.temporality, point.resource, marked
+                )
+            series[series_key(point)] = held
         points = exposition.points
         for key, old in target.series.items():
             if old.marked and key not in series:
