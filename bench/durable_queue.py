@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +29,9 @@ from collector.core.telemetry import Telemetry
 from collector.exporterhelper.durable_queue import DurableQueue
 from collector.exporterhelper.queue import MemoryQueue, QueueConfig
 from collector.exporterhelper.sender import ExporterConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support import free_port
 
 RECORDS_PER_BATCH = 100
 RECORD_BYTES = 300
@@ -98,12 +101,6 @@ async def queue_alone(mode: dict[str, Any], directory: Path, seconds: float, pro
     elapsed = time.perf_counter() - started
     await q.shutdown()
     return done / elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def end_to_end(mode: dict[str, Any], directory: Path, seconds: float, clients: int) -> float:

@@ -46,7 +46,6 @@ import gzip
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -71,16 +70,15 @@ from collector.prompb import remote_pb2, types_pb2
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT))
 import workloads  # noqa: E402
+
+# Ports below the kernel's ephemeral range: the scrape-targets double binds a thousand ports of that
+# range, and a port picked there by binding port 0 could be taken again before burnline binds it.
+from tests.support import free_port  # noqa: E402
 
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cores(workers: int | None = None) -> tuple[set[int], set[int]]:
