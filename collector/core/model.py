@@ -58,6 +58,10 @@ class FrozenEmptyList(list[Any]):
     append = extend = insert = pop = remove = clear = sort = reverse = _refuse
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
 
+    def __reduce__(self) -> str:
+        # Pickled and copied as the module's one instance, which every protocol can do.
+        return "NO_ITEMS"
+
 
 NO_ITEMS: list[Any] = FrozenEmptyList()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -63,10 +64,13 @@ def test_a_point_given_its_own_list_owns_it() -> None:
     assert a.bucket_counts == [1, 2, 3] and b.bucket_counts == []
 
 
-def test_the_shared_empty_list_copies_and_serializes_as_an_empty_list() -> None:
+def test_the_shared_empty_list_copies_pickles_and_serializes_as_itself() -> None:
     a = _point()
     for copied in (copy.copy(a), copy.deepcopy(a), dataclasses.replace(a)):
         assert copied == a and copied.quantiles == []
     assert dataclasses.asdict(a)["quantiles"] == []
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):  # slots dataclasses need 2 or more
+        assert pickle.loads(pickle.dumps(a, protocol=protocol)).quantiles is NO_ITEMS
+    assert copy.deepcopy(a).quantiles is NO_ITEMS
     assert orjson.dumps(NO_ITEMS) == b"[]"
     assert msgpack.unpackb(msgpack.packb(NO_ITEMS)) == []
