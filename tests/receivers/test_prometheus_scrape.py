@@ -618,60 +618,60 @@ async def test_conflicting_labels_are_exported_unless_honored(tmp_path: Path) ->
     assert honored.resource["server.port"] == server.port
 
 
-async def test_vanished_series_and_failed_scrapes_get_staleness_markers(tmp_path: Path) -> None:
+@asynccontextmanager
+async def scraped(body: str, tmp_path: Path) -> AsyncIterator[tuple[FakeTarget, Service]]:
+    """A target serving ``body``, scraped every 300 ms as job ``j``: (the target, the service) after
+    its first scrape."""
     async with fake_target() as server:
-        # t carries its own timestamp: its source says when it was valid, so it never gets a marker.
-        server.set("/metrics", "# TYPE a gauge\na 1\n# TYPE b_total counter\nb_total 2\nt 5 1700000000000\n")
+        server.set("/metrics", body)
         config = scrape_config(jobs=[job("j", f"127.0.0.1:{server.port}", scrape_interval="300ms")])
         async with running_service(config, str(tmp_path / "data")) as svc:
             await wait_until(lambda: bool(up_values(svc, "j")))
-            assert latest(svc, "scrape_series_added").value == 3
-            server.set("/metrics", "# TYPE a gauge\na 3\n")
-            await wait_until(lambda: any(p.flags for p in series(svc, "b_total")))
-            stale = [p for p in series(svc, "b_total") if p.flags]
-            assert len(stale) == 1
-            assert stale[0].flags == NO_RECORDED_VALUE
-            assert math.isnan(stale[0].value)  # type: ignore[arg-type]
-            assert stale[0].kind is MetricKind.SUM and stale[0].monotonic
-            assert stale[0].attributes == {}
-            assert stale[0].resource["service.instance.id"] == f"127.0.0.1:{server.port}"
-            # A series still there is not marked; a new one is counted as added.
-            assert not any(p.flags for p in series(svc, "a"))
-            server.set("/metrics", "# TYPE a gauge\na 3\nc 1\n")
-            await wait_until(lambda: bool(series(svc, "c")))
-            await wait_until(lambda: latest(svc, "up").time_unix_nano == latest(svc, "c").time_unix_nano)
-            assert latest(svc, "scrape_series_added").value == 1
-            # The target fails: every series of its last good scrape ends.
-            server.set("/metrics", "oops", status=503)
-            await wait_until(lambda: any(p.flags for p in series(svc, "a")))
-            assert all(p.flags for p in series(svc, "c")[-1:])
-            count = len([p for p in captured(svc) if p.flags])
-            await wait_until(lambda: up_values(svc, "j")[-2:] == [0, 0])
-            # ...once: the next failures have nothing left to end.
-            assert len([p for p in captured(svc) if p.flags]) == count
-            assert not any(p.flags for p in series(svc, "t"))
+            yield server, svc
+
+
+async def test_vanished_series_and_failed_scrapes_get_staleness_markers(tmp_path: Path) -> None:
+    # t carries its own timestamp: its source says when it was valid, so it never gets a marker.
+    body = "# TYPE a gauge\na 1\n# TYPE b_total counter\nb_total 2\nt 5 1700000000000\n"
+    async with scraped(body, tmp_path) as (server, svc):
+        assert latest(svc, "scrape_series_added").value == 3
+        server.set("/metrics", "# TYPE a gauge\na 3\n")
+        await wait_until(lambda: any(p.flags for p in series(svc, "b_total")))
+        stale = [p for p in series(svc, "b_total") if p.flags]
+        assert len(stale) == 1
+        assert stale[0].flags == NO_RECORDED_VALUE
+        assert math.isnan(stale[0].value)  # type: ignore[arg-type]
+        assert stale[0].kind is MetricKind.SUM and stale[0].monotonic
+        assert stale[0].attributes == {}
+        assert stale[0].resource["service.instance.id"] == f"127.0.0.1:{server.port}"
+        # A series still there is not marked; a new one is counted as added.
+        assert not any(p.flags for p in series(svc, "a"))
+        server.set("/metrics", "# TYPE a gauge\na 3\nc 1\n")
+        await wait_until(lambda: bool(series(svc, "c")))
+        await wait_until(lambda: latest(svc, "up").time_unix_nano == latest(svc, "c").time_unix_nano)
+        assert latest(svc, "scrape_series_added").value == 1
+        # The target fails: every series of its last good scrape ends.
+        server.set("/metrics", "oops", status=503)
+        await wait_until(lambda: any(p.flags for p in series(svc, "a")))
+        assert all(p.flags for p in series(svc, "c")[-1:])
+        count = len([p for p in captured(svc) if p.flags])
+        await wait_until(lambda: up_values(svc, "j")[-2:] == [0, 0])
+        # ...once: the next failures have nothing left to end.
+        assert len([p for p in captured(svc) if p.flags]) == count
+        assert not any(p.flags for p in series(svc, "t"))
 
 
 async def test_a_series_is_the_same_whatever_the_order_of_its_labels(tmp_path: Path) -> None:
     """Only the series that vanished gets a marker, with its labels; reordered labels are no new series."""
-    async with fake_target() as server:
-        server.set(
-            "/metrics",
-            '# TYPE r_total counter\nr_total{method="get",code="200"} 1\n'
-            'r_total{method="put",code="500"} 1\n',
-        )
-        config = scrape_config(jobs=[job("j", f"127.0.0.1:{server.port}", scrape_interval="300ms")])
-        async with running_service(config, str(tmp_path / "data")) as svc:
-            await wait_until(lambda: bool(up_values(svc, "j")))
-            assert latest(svc, "scrape_series_added").value == 2
-            server.set("/metrics", '# TYPE r_total counter\nr_total{code="200",method="get"} 2\n')
-            await wait_until(lambda: any(p.flags for p in series(svc, "r_total")))
-            await wait_until(
-                lambda: latest(svc, "up").time_unix_nano == latest(svc, "r_total").time_unix_nano
-            )
-            stale = [p for p in series(svc, "r_total") if p.flags]
-            assert [p.attributes for p in stale] == [{"code": "500", "method": "put"}]
-            assert latest(svc, "scrape_series_added").value == 0
+    body = '# TYPE r_total counter\nr_total{method="get",code="200"} 1\nr_total{method="put",code="500"} 1\n'
+    async with scraped(body, tmp_path) as (server, svc):
+        assert latest(svc, "scrape_series_added").value == 2
+        server.set("/metrics", '# TYPE r_total counter\nr_total{code="200",method="get"} 2\n')
+        await wait_until(lambda: any(p.flags for p in series(svc, "r_total")))
+        await wait_until(lambda: latest(svc, "up").time_unix_nano == latest(svc, "r_total").time_unix_nano)
+        stale = [p for p in series(svc, "r_total") if p.flags]
+        assert [p.attributes for p in stale] == [{"code": "500", "method": "put"}]
+        assert latest(svc, "scrape_series_added").value == 0
 
 
 async def test_concurrency_is_bounded(tmp_path: Path) -> None:
