@@ -624,6 +624,26 @@ async def test_a_real_prometheus_stores_what_was_sent(tmp_path: Path) -> None:
 
 
 @needs_prometheus
+async def test_a_real_prometheus_takes_every_sample_of_a_sharded_batch(tmp_path: Path) -> None:
+    """Prometheus refuses a whole request with one out-of-order sample: four shards in flight at once
+    with every series' samples still in order lose nothing."""
+    t0 = (time.time_ns() // 10**9 - 60) * 10**9  # a minute ago, whole seconds
+    points = _targets_batch(targets=12, series=5, samples=4, t0=t0)
+    async with real_prometheus(tmp_path / "prometheus", _prometheus_config) as prometheus:
+        async with exporter(tmp_path, prometheus.url + "/api/v1/write", max_samples_per_request=20) as exp:
+            assert await exp.export(batch(points)) == len(points)
+            # The next batch's samples are later; its shards race with nothing of this one.
+            later = _targets_batch(targets=12, series=5, samples=1, t0=t0 + 10 * S)
+            assert await exp.export(batch(later)) == len(later)
+        at = t0 / 1e9 + 30
+        counts = await prometheus.query("count_over_time(queue_depth[1m])", at=at)
+        assert len(counts) == 60 and {c["value"][1] for c in counts} == {"5"}
+        infos = await prometheus.query("count_over_time(target_info[1m])", at=at)
+        assert len(infos) == 12
+    assert dead_letters(tmp_path) == []
+
+
+@needs_prometheus
 async def test_native_histograms_into_a_real_prometheus(tmp_path: Path) -> None:
     t0 = (time.time_ns() // 10**6 - 10_000) * 10**6
     point = MetricPoint(
