@@ -815,7 +815,7 @@ def check_delivery(s: Scenario, admin_port: int, exporters: dict[str, Any], repo
 
 
 COLUMNS = [
-    ("scenario", 20, "{}"),
+    ("scenario", 21, "{}"),
     ("records_per_s", 11, "{:,.0f}"),
     ("mib_per_s", 7, "{:.2f}"),
     ("records_per_cpu_s", 12, "{:,.0f}"),
