@@ -306,15 +306,15 @@ class DurableQueue(MemoryQueue):
             self._hot_bytes -= sum(self._memory_of.pop(id(b), 0) for b in taken)
         return taken
 
-    async def _release(self, batches: list[Batch]) -> None:
+    def _release(self, batches: list[Batch]) -> asyncio.Future[None] | None:
         seqs = [self._seq_of.pop(id(b)) for b in batches if id(b) in self._seq_of]
         if not seqs:
-            return
+            return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.deletes.extend(seqs)
         self._pending.delete_waiters.append(waiter)
         self._kick()
-        await waiter
+        return waiter
 
     def abandon(self, batches: list[Batch]) -> None:
         # Still stored and still counted: they are delivered at the next start.

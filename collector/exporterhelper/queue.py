@@ -3,8 +3,8 @@
 A receiver's ``put`` returns once the batch is queued: that is the moment a client is acknowledged.
 When the queue is full the policy decides: ``block`` waits up to ``block_timeout`` for room, then
 refuses (the receiver answers with its protocol's retryable status); ``drop_newest`` drops the new
-batch and counts it. Batches taken by a sender stay counted until ``done`` so that a drain knows
-when everything reached the backend. collector.durable_queue.DurableQueue adds the disk under the
+batch and counts it. Batches taken by a sender stay counted until their ``release`` is stored so
+that a drain knows when everything reached the backend. collector.durable_queue.DurableQueue adds the disk under the
 same interface through the ``_store`` / ``_admit`` / ``_load`` / ``_release`` hooks.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -87,8 +88,10 @@ class MemoryQueue:
     async def _load(self) -> None:
         """Moves stored batches into ``_items`` (called under the lock when it is empty)."""
 
-    async def _release(self, batches: list[Batch]) -> None:
-        """Forgets delivered batches (a durable queue deletes them)."""
+    def _release(self, batches: list[Batch]) -> asyncio.Future[None] | None:
+        """Starts forgetting delivered batches (a durable queue deletes them): what to wait on until
+        they are forgotten for good, or None. Holds no reference to the batches afterwards."""
+        return None
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -185,11 +188,29 @@ class MemoryQueue:
                 return
 
     async def done(self, batches: list[Batch]) -> None:
-        """Releases what a sender took and delivered (or dead-lettered)."""
-        await self._release(batches)
+        """Releases what a sender took and delivered (or dead-lettered), once that is stored."""
+        await self.release(batches)
+
+    def release(self, batches: list[Batch]) -> Awaitable[None]:
+        """Releases what a sender delivered; the batches can be freed at once, and the awaitable
+        completes when the release is stored (a durable queue's delete committed) and counted.
+
+        A sender need not wait for it before taking more: a delete lost in a crash only means a
+        redelivery, as when the crash comes just before it.
+        """
+        taken, records = len(batches), sum(len(b) for b in batches)
+        size = sum(b.size_bytes for b in batches)
+        stored = self._release(batches)
+        return self._released(stored, taken, records, size)
+
+    async def _released(
+        self, stored: asyncio.Future[None] | None, taken: int, records: int, size: int
+    ) -> None:
+        if stored is not None:
+            await stored
         async with self._changed:
-            self._in_flight -= len(batches)
-            self._account(-sum(len(b) for b in batches), -sum(b.size_bytes for b in batches))
+            self._in_flight -= taken
+            self._account(-records, -size)
             self._changed.notify_all()
 
     def abandon(self, batches: list[Batch]) -> None:

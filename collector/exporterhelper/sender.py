@@ -96,6 +96,8 @@ class QueueSender:
         self._t = telemetry
         self._workers: list[asyncio.Task[None]] = []
         self._in_flight_lost = 0  # records taken by a worker cancelled at hard stop
+        # Releases of delivered batches not stored yet (see _work).
+        self._releasing: set[asyncio.Future[None]] = set()
 
     def start(self) -> None:
         for i in range(self.config.concurrency):
@@ -114,6 +116,7 @@ class QueueSender:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*self._releasing, return_exceptions=True)
         left = self.queue.records
         lost = self.queue.drain_remaining() if not self.queue.durable else []
         lost_records = sum(len(b) for b in lost) + self._in_flight_lost
@@ -135,19 +138,29 @@ class QueueSender:
             if not taken:
                 continue
             try:
-                for merged in merge(taken):
-                    if not merged.items:
-                        continue
-                    request = await self.exporter.to_request(merged)
-                    for piece in request.pieces(b.max_records, b.max_bytes):
-                        await self._deliver(piece)
+                await self._export(taken)
             except asyncio.CancelledError:
                 # Hard stop mid-export: a durable queue keeps these for the next start.
                 if not self.queue.durable:
                     self._in_flight_lost += sum(len(x) for x in taken)
                 self.queue.abandon(taken)
                 raise
-            await self.queue.done(taken)
+            # The next batch is taken without waiting for this release to be stored: under load every
+            # wait on the event loop queues behind the receivers' work, and a sender that waited
+            # on its delete's commit delivered a batch per several of those turns.
+            release = asyncio.ensure_future(self.queue.release(taken))
+            self._releasing.add(release)
+            release.add_done_callback(self._releasing.discard)
+            del taken  # nothing of the batch stays referenced while the next take waits
+
+    async def _export(self, taken: list[Batch]) -> None:
+        b = self.config.batch
+        for merged in merge(taken):
+            if not merged.items:
+                continue
+            request = await self.exporter.to_request(merged)
+            for piece in request.pieces(b.max_records, b.max_bytes):
+                await self._deliver(piece)
 
     async def _deliver(self, request: ExportRequest) -> None:
         exporter, signal = self.exporter, request.signal.value

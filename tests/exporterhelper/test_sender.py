@@ -7,6 +7,7 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -164,6 +165,43 @@ async def test_drain_delivers_everything_within_grace(tmp_path: Path) -> None:
         await sender.queue.put(Batch(Signal.LOGS, [i], 1))
     assert await sender.drain(5) == 0  # closing ends the 5 s linger at once
     assert sorted(exporter.delivered) == list(range(20))
+
+
+class SlowReleaseQueue(MemoryQueue):
+    """A queue whose releases are stored only when the test says so (a durable queue's delete
+    waiting for its commit behind a busy event loop)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.stored: list[asyncio.Future[None]] = []
+
+    def _release(self, batches: list[Batch]) -> asyncio.Future[None] | None:
+        self.stored.append(asyncio.get_running_loop().create_future())
+        return self.stored[-1]
+
+
+async def test_the_next_batch_goes_out_before_the_last_release_is_stored(tmp_path: Path) -> None:
+    telemetry = Telemetry()
+    ctx = ComponentContext("scripted", telemetry, str(tmp_path), logging.getLogger("test"))
+    exporter = ScriptedExporter(ctx, [])
+    exporter.dead_letter = DeadLetter("scripted", tmp_path / "deadletter", telemetry)
+    cfg = ExporterConfig.model_validate({"batch": {"flush_interval": 0, "max_records": 1}, "concurrency": 1})
+    queue = SlowReleaseQueue("scripted", cfg.queue, telemetry)
+    sender = QueueSender(exporter, cfg, queue, telemetry)
+    sender.start()
+    for i in range(3):
+        await queue.put(Batch(Signal.LOGS, [i], 1))
+    await wait_until(lambda: exporter.delivered == [0, 1, 2])
+    assert len(queue.stored) == 3 and not any(f.done() for f in queue.stored)
+    assert queue.records == 3  # counted until their release is stored
+    # The drain waits for the releases: a durable queue closes its database only after them.
+    draining = asyncio.create_task(sender.drain(5))
+    await asyncio.sleep(0.05)
+    assert not draining.done()
+    for stored in queue.stored:
+        stored.set_result(None)
+    assert await asyncio.wait_for(draining, 5) == 0
+    assert queue.records == 0
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
