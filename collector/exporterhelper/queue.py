@@ -4,8 +4,9 @@ A receiver's ``put`` returns once the batch is queued: that is the moment a clie
 When the queue is full the policy decides: ``block`` waits up to ``block_timeout`` for room, then
 refuses (the receiver answers with its protocol's retryable status); ``drop_newest`` drops the new
 batch and counts it. Batches taken by a sender stay counted until their ``release`` is stored so
-that a drain knows when everything reached the backend. collector.durable_queue.DurableQueue adds the disk under the
-same interface through the ``_store`` / ``_admit`` / ``_load`` / ``_release`` hooks.
+that a drain knows when everything reached the backend. collector.durable_queue.DurableQueue adds
+the disk under the same interface through the ``_store`` / ``_admit`` / ``_load`` / ``_release``
+hooks.
 """
 
 from __future__ import annotations
