@@ -95,17 +95,9 @@ class PrometheusRemoteWriteExporter(Exporter[PrometheusRemoteWriteConfig]):
         if count <= 1:
             return [self._requests(sendable)] if sendable else []
         shards: list[list[MetricPoint]] = [[] for _ in range(count)]
-        targets: dict[int, int] = {}  # id(resource) -> shard, for points without their own job/instance
         job_and_instance = self.translator.job_and_instance
         for point in sendable:
-            attributes = point.attributes
-            if attributes and ("job" in attributes or "instance" in attributes):
-                shard = hash(job_and_instance(point)) % count
-            else:
-                shard = targets.get(id(point.resource), -1)
-                if shard < 0:
-                    shard = targets[id(point.resource)] = hash(job_and_instance(point)) % count
-            shards[shard].append(point)
+            shards[hash(job_and_instance(point)) % count].append(point)
         return [self._requests(shard) for shard in shards if shard]
 
     def _requests(self, points: list[MetricPoint]) -> list[list[MetricPoint]]:
@@ -126,13 +118,11 @@ class PrometheusRemoteWriteExporter(Exporter[PrometheusRemoteWriteConfig]):
         return requests
 
     async def export(self, batch: Batch) -> int:
-        shards = self.plan(batch.items)
-        if len(shards) == 1:
-            outcomes: list[_ShardOutcome | BaseException] = [await self._send_shard(shards[0])]
-        else:
-            # Every shard runs to its end (return_exceptions): none is left sending in the
-            # background when another fails.
-            outcomes = await asyncio.gather(*(self._send_shard(s) for s in shards), return_exceptions=True)
+        # Every shard runs to its end (return_exceptions): none is left sending in the background
+        # when another fails.
+        outcomes = await asyncio.gather(
+            *(self._send_shard(shard) for shard in self.plan(batch.items)), return_exceptions=True
+        )
         delivered = rejected = 0
         rest: list[MetricPoint] = []
         failure: RetryableExportError | None = None
