@@ -12,10 +12,8 @@ Run: .venv/bin/python bench/decoded_size.py
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import cramjam
@@ -31,7 +29,10 @@ from collector.receivers.remote_write.convert import Converter, parse_write_requ
 from collector.receivers.remote_write.families import FamilyTypes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import workloads
+
+from tests.support import decode_measured
 
 
 def forward_batch() -> Batch:
@@ -58,19 +59,6 @@ def spans_batch() -> Batch:
     return Batch(Signal.TRACES, spans, len(body))
 
 
-def decoded_bytes(row: bytes) -> int:
-    """Bytes allocated and still held by decoding the row (the batch stays alive meanwhile)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        batch = batch_codec.decode(row)
-        held, _peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    del batch
-    return held
-
-
 def main() -> None:
     print(
         f"{'batch':>34} {'records':>8} {'received':>10} {'row':>10} {'decoded':>10}"
@@ -83,7 +71,7 @@ def main() -> None:
     ):
         batch = make()
         row = batch_codec.encode(batch)
-        held = decoded_bytes(row)
+        _, held = decode_measured(row)
         print(
             f"{name:>34} {len(batch):>8,} {batch.size_bytes:>10,} {len(row):>10,} {held:>10,}"
             f" {held / batch.size_bytes:>9.2f} {held / len(row):>8.2f} {decoded_size(len(row)) / held:>13.2f}"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +16,7 @@ from collector.config import parse_config
 from collector.core.component import ComponentConfig, Exporter, Receiver, register
 from collector.core.model import Batch, Signal
 from collector.core.service import Service
+from collector.exporterhelper import batch_codec
 from collector.exporterhelper.sender import ExporterConfig
 
 
@@ -155,3 +158,16 @@ class InjectReceiver(Receiver):
 
     async def push(self, records: Sequence[Any], signal: Signal = Signal.LOGS) -> None:
         await self.consumers[signal].consume(Batch(signal, list(records), 100 * len(records)))
+
+
+def decode_measured(row: bytes) -> tuple[Batch, int]:
+    """A durable-queue row decoded, and the bytes its decode allocated that the batch still holds
+    (tracemalloc): what a decoded batch takes in memory. bench/decoded_size.py prints it too."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        batch = batch_codec.decode(row)
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return batch, held

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import sqlite3
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from collector.core.telemetry import Telemetry
 from collector.exporterhelper import batch_codec
 from collector.exporterhelper.durable_queue import DurableQueue, decoded_size
 from collector.exporterhelper.queue import QueueConfig
+from tests.support import decode_measured
 
 
 def batch(tag: str, n: int = 2, size: int = 100) -> Batch:
@@ -208,13 +207,7 @@ def server_spans(n: int) -> Batch:
 def test_the_decoded_estimate_is_within_a_factor_of_two(make: object) -> None:
     assert callable(make)
     row = batch_codec.encode(make(500))
-    gc.collect()
-    tracemalloc.start()
-    try:
-        decoded = batch_codec.decode(row)
-        held, _ = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    decoded, held = decode_measured(row)
     assert len(decoded) == 500
     assert held / 2 <= decoded_size(len(row)) <= held * 2, (decoded_size(len(row)), held)
 
