@@ -630,14 +630,19 @@ async def scraped(body: str, tmp_path: Path) -> AsyncIterator[tuple[FakeTarget, 
             yield server, svc
 
 
+async def markers_after(server: FakeTarget, svc: Service, body: str, name: str) -> list[MetricPoint]:
+    """Serves ``body`` from now on; the staleness markers of ``name`` once there are any."""
+    server.set("/metrics", body)
+    await wait_until(lambda: any(p.flags for p in series(svc, name)))
+    return [p for p in series(svc, name) if p.flags]
+
+
 async def test_vanished_series_and_failed_scrapes_get_staleness_markers(tmp_path: Path) -> None:
     # t carries its own timestamp: its source says when it was valid, so it never gets a marker.
     body = "# TYPE a gauge\na 1\n# TYPE b_total counter\nb_total 2\nt 5 1700000000000\n"
     async with scraped(body, tmp_path) as (server, svc):
         assert latest(svc, "scrape_series_added").value == 3
-        server.set("/metrics", "# TYPE a gauge\na 3\n")
-        await wait_until(lambda: any(p.flags for p in series(svc, "b_total")))
-        stale = [p for p in series(svc, "b_total") if p.flags]
+        stale = await markers_after(server, svc, "# TYPE a gauge\na 3\n", "b_total")
         assert len(stale) == 1
         assert stale[0].flags == NO_RECORDED_VALUE
         assert math.isnan(stale[0].value)  # type: ignore[arg-type]
@@ -666,10 +671,9 @@ async def test_a_series_is_the_same_whatever_the_order_of_its_labels(tmp_path: P
     body = '# TYPE r_total counter\nr_total{method="get",code="200"} 1\nr_total{method="put",code="500"} 1\n'
     async with scraped(body, tmp_path) as (server, svc):
         assert latest(svc, "scrape_series_added").value == 2
-        server.set("/metrics", '# TYPE r_total counter\nr_total{code="200",method="get"} 2\n')
-        await wait_until(lambda: any(p.flags for p in series(svc, "r_total")))
+        reordered = '# TYPE r_total counter\nr_total{code="200",method="get"} 2\n'
+        stale = await markers_after(server, svc, reordered, "r_total")
         await wait_until(lambda: latest(svc, "up").time_unix_nano == latest(svc, "r_total").time_unix_nano)
-        stale = [p for p in series(svc, "r_total") if p.flags]
         assert [p.attributes for p in stale] == [{"code": "500", "method": "put"}]
         assert latest(svc, "scrape_series_added").value == 0
 
