@@ -1,9 +1,9 @@
 """Log records and spans -> ``_bulk`` items, encoded once: the Elasticsearch exporter's export request.
 
 Each record becomes a ``create`` action (its data stream and deterministic ``_id``) and its ECS
-document as JSON, in a worker thread, when the sender makes the request. A retry sends the items
-that failed as they were encoded: a record keeps its ``_id`` (and its data stream) however often it
-is retried.
+document as JSON, when the sender makes the request (inline, or in a worker thread for a large
+batch: collector/exporterhelper/inline_work.py). A retry sends the items that failed as they were
+encoded: a record keeps its ``_id`` (and its data stream) however often it is retried.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def encode_request(
     signal: Signal, records: Sequence[Any], data_stream: DataStreamConfig
 ) -> tuple[BulkRequest, list[tuple[Any, str]]]:
     """A batch's records -> its bulk request, and the records that cannot be encoded with the reason.
-    Runs in a worker thread."""
+    Runs inline or in a worker thread."""
     items, failed = ENCODERS[signal](records, data_stream)
     return BulkRequest(signal, items), failed
 
@@ -182,8 +182,9 @@ _ENCODE_ERRORS = (TypeError, ValueError, RecursionError, orjson.JSONEncodeError)
 def encode_logs(
     items: Sequence[Any], data_stream: DataStreamConfig
 ) -> tuple[list[BulkItem], list[tuple[Any, str]]]:
-    """Records -> bulk items, and the records that cannot be encoded with the reason. Runs in a
-    worker thread: it shares only the resource parts (single dict operations, whole values)."""
+    """Records -> bulk items, and the records that cannot be encoded with the reason. Runs inline
+    or in worker threads (several at once): it shares only the resource parts (single dict
+    operations, whole values)."""
     encoding = _Encoding()
     out: list[BulkItem] = []
     failed: list[tuple[Any, str]] = []
@@ -216,7 +217,7 @@ def encode_spans(
 ) -> tuple[list[BulkItem], list[tuple[Any, str]]]:
     """Spans -> bulk items into ``traces-<dataset>-<namespace>``, and the spans that cannot be
     encoded (an invalid trace or span id, ...) with the reason.
-    Runs in a worker thread: it touches nothing shared."""
+    Runs inline or in a worker thread: it touches nothing shared."""
     encoding = _Encoding()
     out: list[BulkItem] = []
     failed: list[tuple[Any, str]] = []

@@ -60,6 +60,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
 
 from collector.core.component import ComponentContext, Exporter, RetryableExportError, register
 from collector.core.model import Batch, Signal
+from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from collector.exporterhelper.request import ExportRequest
 from exporters.elasticsearch.bulk import ENCODERS, BulkItem, BulkRequest, encode_request, item_view
 from exporters.elasticsearch.client import (
@@ -233,10 +234,14 @@ class ElasticsearchExporter(Exporter[ElasticsearchConfig]):
 
     async def to_request(self, batch: Batch) -> BulkRequest:
         """Encodes the records once, so that from the first attempt on a record keeps its _id and
-        its bytes; records that cannot be encoded are dead-lettered here."""
-        request, failed = await asyncio.to_thread(
-            encode_request, batch.signal, batch.items, self.config.data_stream
-        )
+        its bytes; records that cannot be encoded are dead-lettered here (inline up to
+        ``INLINE_ENCODE_RECORDS``: see collector/exporterhelper/inline_work.py)."""
+        if len(batch.items) <= INLINE_ENCODE_RECORDS:
+            request, failed = encode_request(batch.signal, batch.items, self.config.data_stream)
+        else:
+            request, failed = await asyncio.to_thread(
+                encode_request, batch.signal, batch.items, self.config.data_stream
+            )
         if failed:
             self._dead_letter_unencodable(batch.signal, failed)
         return request

@@ -7,6 +7,7 @@ import base64
 import email.utils
 import gzip
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,10 +32,13 @@ from collector.core.model import (
     StatusCode,
 )
 from collector.core.telemetry import Telemetry
+from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from collector.exporterhelper.queue import MemoryQueue
 from collector.exporterhelper.sender import QueueSender
+from exporters.elasticsearch.bulk import encode_request
 from exporters.elasticsearch.client import BulkBodySerializer, make_client, node_class
 from exporters.elasticsearch.client import retry_hint as _retry_after
+from exporters.elasticsearch.ecs import document_ids
 from exporters.elasticsearch.exporter import ElasticsearchConfig, ElasticsearchExporter
 from tests.doubles.elasticsearch import ElasticsearchDouble
 from tests.exporters.test_elasticsearch_real import CORE_CHECKS, Check, Target, new_exporter
@@ -970,3 +974,22 @@ def test_encoded_bulk_bodies_go_out_as_they_are_and_anything_else_is_still_seria
         assert serializer.dumps(body) is body  # no copy
         assert serializer.dumps(body[:-1]) == body  # the final newline NDJSON needs, as before
         assert serializer.dumps([{"create": {}}, {"message": "x"}]) == b'{"create":{}}\n{"message":"x"}\n'
+
+
+async def test_a_batch_up_to_the_inline_bound_is_encoded_on_the_loop_and_a_larger_one_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Encoding holds the GIL: a thread only adds hand-offs, so the usual batch is encoded inline.
+    encoded_on: list[int] = []
+
+    def recording(*args: Any) -> Any:
+        encoded_on.append(threading.get_ident())
+        return encode_request(*args)
+
+    monkeypatch.setattr("exporters.elasticsearch.exporter.encode_request", recording)
+    exporter = new_exporter(Target("http://127.0.0.1:9"), tmp_path)  # to_request needs no cluster
+    for n in (INLINE_ENCODE_RECORDS, INLINE_ENCODE_RECORDS + 1):
+        request = await exporter.to_request(Batch(Signal.LOGS, logs(n), 100 * n))
+        assert [item.doc_id for item in request.items] == document_ids(logs(n))
+    assert encoded_on[0] == threading.get_ident()
+    assert encoded_on[1] != threading.get_ident()
