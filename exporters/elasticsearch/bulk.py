@@ -1,9 +1,9 @@
 """Log records and spans -> ``_bulk`` items, encoded once: the Elasticsearch exporter's export request.
 
 Each record becomes a ``create`` action (its data stream and deterministic ``_id``) and its ECS
-document as JSON, when the sender makes the request (inline, or in a worker thread for a large
-batch: collector/exporterhelper/inline_work.py). A retry sends the items that failed as they were
-encoded: a record keeps its ``_id`` (and its data stream) however often it is retried.
+document as JSON, when the sender makes the request: on the event loop, or in a worker thread for
+a large batch (``INLINE_ENCODE_RECORDS`` in exporter.py). A retry sends the items that failed as
+they were encoded: a record keeps its ``_id`` (and its data stream) however often it is retried.
 """
 
 from __future__ import annotations

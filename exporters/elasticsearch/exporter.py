@@ -60,7 +60,6 @@ from elasticsearch import ApiError, AsyncElasticsearch, UnsupportedProductError
 
 from collector.core.component import ComponentContext, Exporter, RetryableExportError, register
 from collector.core.model import Batch, Signal
-from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from collector.exporterhelper.request import ExportRequest
 from exporters.elasticsearch.bulk import ENCODERS, BulkItem, BulkRequest, encode_request, item_view
 from exporters.elasticsearch.client import (
@@ -81,6 +80,15 @@ from exporters.elasticsearch.config import ElasticsearchConfig
 # Importers of the exporter module find its config here too.
 __all__ = ["ElasticsearchConfig", "ElasticsearchExporter"]
 
+
+# A batch of up to this many records is encoded on the event loop, a larger one in a worker thread.
+# Encoding is Python holding the GIL, so a thread runs none of it beside the loop; it only adds the
+# GIL's hand-offs and a trip through the loop for the result. With the receivers decoding on the loop,
+# a sender whose every batch went through a thread fell behind them: the backlog grew, spilled to
+# disk and was decoded again (bench/RESULTS.md, "Elasticsearch's sender encodes on the event loop").
+# At ~10 µs a record, the default batch (1,000) holds the loop for about 10 ms and this bound for 20;
+# a larger batch goes to a thread so that the loop still serves connections while it is encoded.
+INLINE_ENCODE_RECORDS = 2000
 
 # ---------------------------------------------------------------------------------------------------
 # Outcome of one export call
@@ -234,8 +242,7 @@ class ElasticsearchExporter(Exporter[ElasticsearchConfig]):
 
     async def to_request(self, batch: Batch) -> BulkRequest:
         """Encodes the records once, so that from the first attempt on a record keeps its _id and
-        its bytes; records that cannot be encoded are dead-lettered here (inline up to
-        ``INLINE_ENCODE_RECORDS``: see collector/exporterhelper/inline_work.py)."""
+        its bytes; records that cannot be encoded are dead-lettered here."""
         if len(batch.items) <= INLINE_ENCODE_RECORDS:
             request, failed = encode_request(batch.signal, batch.items, self.config.data_stream)
         else:

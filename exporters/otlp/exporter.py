@@ -2,8 +2,7 @@
 
 Jaeger (1.35 and later) ingests OTLP natively on 4317 (gRPC) and 4318 (HTTP), so this is burnline's
 way to Jaeger as well as to an OpenTelemetry Collector, Tempo, or a vendor's OTLP intake. Records are
-encoded by exporters/otlp/encode.py once per batch (exporters/otlp/request.py), on the event loop or,
-for a large batch, in a worker thread (collector/exporterhelper/inline_work.py)::
+encoded by exporters/otlp/encode.py, in a worker thread, once per batch (exporters/otlp/request.py)::
 
     exporters:
       otlp/jaeger: {endpoint: jaeger:4317, insecure: true}          # plaintext gRPC, Jaeger's default
@@ -71,7 +70,6 @@ from collector.core.component import (
     register,
 )
 from collector.core.model import Batch, Signal
-from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from collector.exporterhelper.request import ExportRequest
 from exporters.otlp.answers import Accepted, Failed
 from exporters.otlp.config import OTLPExporterConfig
@@ -145,10 +143,7 @@ class OTLPExporter(Exporter[OTLPExporterConfig]):
             return OTLPRequest(batch.signal, [Payload(list(items), None, batch.size_bytes)] if items else [])
         limit = self.request_limit or len(items)
         chunks = [items[start : start + limit] for start in range(0, len(items), limit)]
-        if len(items) <= INLINE_ENCODE_RECORDS:  # see collector/exporterhelper/inline_work.py
-            parts, unencodable = self._encode_all(batch.signal, chunks)
-        else:
-            parts, unencodable = await asyncio.to_thread(self._encode_all, batch.signal, chunks)
+        parts, unencodable = await asyncio.to_thread(self._encode_all, batch.signal, chunks)
         if unencodable:
             self._dead_letter_unencodable(batch.signal, unencodable)
         return OTLPRequest(batch.signal, parts)
@@ -167,7 +162,7 @@ class OTLPExporter(Exporter[OTLPExporterConfig]):
 
     def _encode(self, signal: Signal, items: Sequence[Any]) -> tuple[Payload, list[tuple[Any, str]]]:
         """(the records that can be encoded, with the bytes ready for the transport; the records
-        that cannot be encoded). Runs inline, or in a worker thread for a large batch."""
+        that cannot be encoded). Runs in a worker thread."""
         rejected: list[tuple[Any, str]] = []
         request = _ENCODERS[signal](items, rejected)
         kept = list(items)
@@ -225,10 +220,7 @@ class OTLPExporter(Exporter[OTLPExporterConfig]):
 
     async def _send(self, signal: Signal, part: Payload, outcome: _Outcome) -> None:
         if part.body is None:  # a piece of a payload cut to a limit: encoded now, kept for retries
-            if len(part.items) <= INLINE_ENCODE_RECORDS:
-                encoded, unencodable = self._encode(signal, part.items)
-            else:
-                encoded, unencodable = await asyncio.to_thread(self._encode, signal, part.items)
+            encoded, unencodable = await asyncio.to_thread(self._encode, signal, part.items)
             if unencodable:
                 self._dead_letter_unencodable(signal, unencodable)
                 outcome.rejected += len(unencodable)

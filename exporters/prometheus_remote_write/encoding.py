@@ -156,8 +156,7 @@ _Add = Callable[[str, dict[str, str] | None, float], _SeriesBuffer]
 
 
 class Encoder:
-    """Points -> WriteRequest bodies. Runs inline, or in a worker thread for a large batch; touches
-    only its own state."""
+    """Points -> WriteRequest bodies. Runs in a worker thread; touches only its own state."""
 
     def __init__(self, config: PrometheusRemoteWriteConfig, translator: Translator) -> None:
         self.config = config

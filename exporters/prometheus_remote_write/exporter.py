@@ -35,7 +35,6 @@ import aiohttp
 
 from collector.core.component import ComponentContext, Exporter, RetryableExportError, register
 from collector.core.model import Batch, MetricPoint, Signal
-from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from exporters.prometheus.drops import DropLog
 from exporters.prometheus.translator import Translator, Unsupported
 from exporters.prometheus_remote_write.client import RemoteWriteClient
@@ -166,10 +165,13 @@ class PrometheusRemoteWriteExporter(Exporter[PrometheusRemoteWriteConfig]):
 
     async def _send(self, points: list[MetricPoint]) -> tuple[int, int]:
         """Sends one request; returns (delivered, dead-lettered). Raises RetryableExportError."""
-        if len(points) <= INLINE_ENCODE_RECORDS:  # see collector/exporterhelper/inline_work.py
-            body = self.encoder.encode(points)
-        else:
+        # Above 200 points in a worker thread, unlike Elasticsearch's bulk items: beside a scrape
+        # receiver, which parses in its own thread, encoding on the loop scraped more and delivered
+        # less (bench/RESULTS.md, "Elasticsearch's sender encodes on the event loop").
+        if len(points) > 200:
             body = await asyncio.to_thread(self.encoder.encode, points)
+        else:
+            body = self.encoder.encode(points)
         status, text, hint = await self._post(body)
         if 200 <= status < 300:
             return len(points), 0

@@ -32,14 +32,13 @@ from collector.core.model import (
     StatusCode,
 )
 from collector.core.telemetry import Telemetry
-from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from collector.exporterhelper.queue import MemoryQueue
 from collector.exporterhelper.sender import QueueSender
 from exporters.elasticsearch.bulk import encode_request
 from exporters.elasticsearch.client import BulkBodySerializer, make_client, node_class
 from exporters.elasticsearch.client import retry_hint as _retry_after
 from exporters.elasticsearch.ecs import document_ids
-from exporters.elasticsearch.exporter import ElasticsearchConfig, ElasticsearchExporter
+from exporters.elasticsearch.exporter import INLINE_ENCODE_RECORDS, ElasticsearchConfig, ElasticsearchExporter
 from tests.doubles.elasticsearch import ElasticsearchDouble
 from tests.exporters.test_elasticsearch_real import CORE_CHECKS, Check, Target, new_exporter
 from tests.support import InjectReceiver, free_port, metric_value, running_service, wait_until

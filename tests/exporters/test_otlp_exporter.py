@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +21,6 @@ from collector.core.model import Batch, LogRecord, Scope, Signal, Span
 from collector.core.retry_after import parse_retry_after
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.deadletter import DeadLetter
-from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from collector.exporterhelper.queue import MemoryQueue
 from collector.exporterhelper.sender import QueueSender
 from exporters.otlp.encode import spans_to_proto
@@ -805,22 +803,3 @@ async def test_http_per_signal_url(tmp_path: Path) -> None:
             await exporter.export(batch([LogRecord(T0, "x")], Signal.LOGS))
         await exporter.stop()
     assert [r.path for r in endpoint.requests] == ["/custom/traces"]
-
-
-async def test_a_batch_up_to_the_inline_bound_is_encoded_on_the_loop_and_a_larger_one_in_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    encoded_on: list[int] = []
-    encode = OTLPExporter._encode
-
-    def recording(self: OTLPExporter, signal: Signal, items: Any) -> Any:
-        encoded_on.append(threading.get_ident())
-        return encode(self, signal, items)
-
-    monkeypatch.setattr(OTLPExporter, "_encode", recording)
-    exporter = new_exporter(tmp_path, endpoint="127.0.0.1:9", insecure=True)  # to_request sends nothing
-    for n in (INLINE_ENCODE_RECORDS, INLINE_ENCODE_RECORDS + 1):
-        request = await exporter.to_request(batch(spans(n)))
-        assert request.items_count == n
-    assert encoded_on[0] == threading.get_ident()
-    assert encoded_on[1] != threading.get_ident()

@@ -10,7 +10,6 @@ import logging
 import math
 import random
 import struct
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -29,12 +28,11 @@ from collector.core.model import Batch, Exemplar, MetricKind, MetricPoint, Scope
 from collector.core.retry_after import parse_retry_after
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.deadletter import DeadLetter
-from collector.exporterhelper.inline_work import INLINE_ENCODE_RECORDS
 from collector.prompb import remote_pb2, types_pb2
 from collector.receivers.remote_write.receiver import RemoteWriteReceiver
 from exporters.prometheus_remote_write.client import MAX_RETRY_AFTER
 from exporters.prometheus_remote_write.config import PrometheusRemoteWriteConfig
-from exporters.prometheus_remote_write.encoding import Encoder, native_histogram
+from exporters.prometheus_remote_write.encoding import native_histogram
 from exporters.prometheus_remote_write.exporter import PrometheusRemoteWriteExporter
 from tests.real_services import needs_prometheus, real_prometheus
 from tests.support import free_port, running_service, wait_until
@@ -680,24 +678,3 @@ async def test_native_histograms_into_a_real_prometheus(tmp_path: Path) -> None:
         # Buckets at scale 0: OTel index -2 is (0.25, 0.5], 0 is (1, 2]; two observations below zero.
         [below_half] = await check("histogram_fraction(0, 0.5, rpc_latency_seconds)")
         assert float(below_half["value"][1]) == pytest.approx((2 + 3) / 12, abs=0.1)
-
-
-async def test_a_request_up_to_the_inline_bound_is_encoded_on_the_loop_and_a_larger_one_in_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    encoded_on: list[int] = []
-    encode = Encoder.encode
-
-    def recording(self: Encoder, points: list[MetricPoint]) -> bytes:
-        encoded_on.append(threading.get_ident())
-        return encode(self, points)
-
-    monkeypatch.setattr(Encoder, "encode", recording)
-    now = time.time_ns()
-    async with double() as d, exporter(tmp_path, d.url, max_samples_per_request=10_000) as exp:
-        for n in (INLINE_ENCODE_RECORDS, INLINE_ENCODE_RECORDS + 1):
-            points = [gauge("g", i, now, n=str(i)) for i in range(n)]
-            assert await exp.export(batch(points)) == n
-    assert encoded_on == [threading.get_ident(), encoded_on[1]] and encoded_on[1] != threading.get_ident()
-    sent = [sum(1 for key in r.series() if ("__name__", "g") in key) for r in d.recorded]
-    assert sent == [INLINE_ENCODE_RECORDS, INLINE_ENCODE_RECORDS + 1]
