@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, settings
 from collector.core.telemetry import Telemetry
 from collector.status.openapi import document
 from collector.status.pipeline import PipelineSampler, snapshot
+from tests.status.conftest import is_spurious_ast_error
 from tests.status.test_status_page import SECRETS, Scene, burning_service
 
 STARTUP_DEADLINE = 120.0
@@ -276,3 +277,13 @@ def test_the_pages_answer_bad_searches_with_400_and_the_form(
     assert response.headers["Content-Type"].startswith("text/html")
     assert f"query parameter &#x27;{next(iter(params))}&#x27;" in response.text
     assert '<form class="search"' in response.text
+
+
+def test_only_cpythons_spurious_ast_error_earns_the_openapi_test_a_second_run() -> None:
+    spurious = SystemError("AST constructor recursion depth mismatch (before=321, after=82)")
+    wrapped = RuntimeError("while generating 'case'")
+    wrapped.__cause__ = spurious
+    assert is_spurious_ast_error(spurious)
+    assert is_spurious_ast_error(ExceptionGroup("hypothesis", [ValueError("x"), wrapped]))
+    assert not is_spurious_ast_error(SystemError("error return without exception set"))
+    assert not is_spurious_ast_error(AssertionError("500 from /api/v1/logs"))
