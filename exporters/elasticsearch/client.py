@@ -39,15 +39,23 @@ PROBE_TIMEOUT = 5.0
 _COMPAT = re.compile(r"compatible-with=\d+")
 
 
+# Bodies up to this size are gzipped at level 1 on the event loop (a few milliseconds with ISA-L).
+INLINE_GZIP_BYTES = 8 * 1024 * 1024
+
+
 class CompressingNode(AiohttpHttpNode):
-    """The client's aiohttp node, compressing off the event loop and speaking the cluster's version.
+    """The client's aiohttp node, compressing at the configured level and speaking the cluster's version.
 
     The stock node gzips bodies at level 9 on the event loop: a 5 MiB bulk would stall every
-    receiver of the process for a few hundred milliseconds. Here the compression runs in a worker
-    thread (collector/core/gzip_body.py, which releases the GIL) at the configured level. The 9.x
-    client asks for the v9 REST API (``compatible-with=9``), which an 8.x cluster refuses;
-    ``compat_major`` rewrites it.
-    Each exporter gets its own subclass, so these class settings are per exporter.
+    receiver of the process for a few hundred milliseconds. Here bodies are gzipped at the
+    configured level (collector/core/gzip_body.py). At level 1, the default, ISA-L compresses the
+    bench's bulk bodies at about 2 GB/s, so a body of up to ``INLINE_GZIP_BYTES`` is compressed on
+    the loop in a few milliseconds: less than its trip through a worker thread, whose result waits
+    for a turn of a loop kept busy by the receivers (bench/RESULTS.md, "gzip on the event loop").
+    Larger bodies, and zlib's levels 2-9 (ten to twenty times slower), go to a worker thread, where
+    they can run beside the loop on another core: both libraries release the GIL. The 9.x client
+    asks for the v9 REST API (``compatible-with=9``), which an 8.x cluster refuses; ``compat_major``
+    rewrites it. Each exporter gets its own subclass, so these class settings are per exporter.
     """
 
     gzip_level: ClassVar[int | None] = None
@@ -74,7 +82,10 @@ class CompressingNode(AiohttpHttpNode):
                     if name in headers:
                         headers[name] = _COMPAT.sub(f"compatible-with={self.compat_major}", headers[name])
         if compress and body is not None and self.gzip_level is not None:
-            body = await asyncio.to_thread(gzip_compress, body, self.gzip_level)
+            if self.gzip_level == 1 and len(body) <= INLINE_GZIP_BYTES:
+                body = gzip_compress(body, 1)
+            else:
+                body = await asyncio.to_thread(gzip_compress, body, self.gzip_level)
             headers = headers if headers is not None else HttpHeaders()
             headers["content-encoding"] = "gzip"
         return await super().perform_request(

@@ -20,6 +20,7 @@ from fluent import sender as fluent_sender
 from pydantic import ValidationError
 
 from collector.core.component import RetryableExportError, registered
+from collector.core.gzip_body import gzip_compress
 from collector.core.model import (
     Batch,
     LogRecord,
@@ -992,3 +993,23 @@ async def test_a_batch_up_to_the_inline_bound_is_encoded_on_the_loop_and_a_large
         assert [item.doc_id for item in request.items] == document_ids(logs(n))
     assert encoded_on[0] == threading.get_ident()
     assert encoded_on[1] != threading.get_ident()
+
+
+@pytest.mark.parametrize("level", [1, 6])
+async def test_level_1_gzips_on_the_loop_and_zlibs_levels_in_a_thread(
+    es: ElasticsearchDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, level: int
+) -> None:
+    compressed_on: list[int] = []
+
+    def recording(data: bytes, at: int) -> bytes:
+        compressed_on.append(threading.get_ident())
+        return gzip_compress(data, at)
+
+    monkeypatch.setattr("exporters.elasticsearch.client.gzip_compress", recording)
+    exporter = await started(es, tmp_path, compression_level=level)
+    assert await exporter.export(batch(logs(50))) == 50
+    await exporter.stop()
+    [bulk] = es.bulk_requests
+    assert bulk.headers["content-encoding"] == "gzip" and bulk.wire_size < len(bulk.body) / 3
+    on_loop = [ident == threading.get_ident() for ident in compressed_on]
+    assert on_loop and all(on_loop) == (level == 1) and any(on_loop) == (level == 1)
