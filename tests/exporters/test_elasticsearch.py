@@ -1012,4 +1012,4 @@ async def test_level_1_gzips_on_the_loop_and_zlibs_levels_in_a_thread(
     [bulk] = es.bulk_requests
     assert bulk.headers["content-encoding"] == "gzip" and bulk.wire_size < len(bulk.body) / 3
     on_loop = [ident == threading.get_ident() for ident in compressed_on]
-    assert on_loop and all(on_loop) == (level == 1) and any(on_loop) == (level == 1)
+    assert on_loop == [level == 1] * len(on_loop) and on_loop

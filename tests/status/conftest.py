@@ -10,7 +10,7 @@ failure fails it as before, and the same error twice fails it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.runtest = _retried(item)  # type: ignore[method-assign]
 
 
-def _retried(item: pytest.Function) -> object:
+def _retried(item: pytest.Function) -> Callable[[], None]:
     run = item.runtest
 
     def runtest() -> None:
