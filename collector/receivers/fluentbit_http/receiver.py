@@ -40,8 +40,11 @@ from collector.receivers.rejected_records import RejectedRecords
 from collector.receivers.request_turn import request_turn
 
 # Bodies at least this big (or compressed) are decoded in a worker thread so that one large flush
-# does not stall every other connection's I/O for the whole decode.
-_THREAD_DECODE_BYTES = 256 * 1024
+# does not stall every other connection's I/O for the whole decode. A smaller body is decoded on the
+# loop, as the Forward receiver decodes its frames (13-16 ms for 1 MiB of Kubernetes records,
+# measured alone): a thread holding the GIL runs none of it beside the loop, and its result waits
+# for a turn of the loop (bench/RESULTS.md, "Fluent Bit HTTP bodies up to 1 MiB decoded on the loop").
+_THREAD_DECODE_BYTES = 1024 * 1024
 
 # In-flight requests get this long to finish (their pipeline answer) when the receiver stops.
 _SHUTDOWN_TIMEOUT = 10.0
