@@ -12,6 +12,7 @@ import base64
 import gzip
 import ssl
 import struct
+import threading
 import time
 import tracemalloc
 import zlib
@@ -55,11 +56,13 @@ class NormalizeSpy:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[tuple[int, dict[str, Any]]]]] = []
+        self.threads: list[int] = []  # where each call ran
         self._real = normalize_fluent
 
     def __call__(self, tag: str, entries: Iterable[tuple[int, dict[str, Any]]], *args: Any) -> Any:
         entries = list(entries)
         self.calls.append((tag, entries))
+        self.threads.append(threading.get_ident())
         return self._real(tag, entries, *args)
 
     @property
@@ -294,14 +297,27 @@ async def test_format_is_sniffed_without_a_useful_content_type(
 
 async def test_large_request_is_one_batch(tmp_path: Path, spy: NormalizeSpy) -> None:
     # Big enough to be decoded off the event loop.
-    body = b"\n".join(orjson.dumps({"date": T0 + i, "log": "x" * 100, "i": i}) for i in range(5000))
-    assert len(body) > 256 * 1024
+    body = b"\n".join(orjson.dumps({"date": T0 + i, "log": "x" * 200, "i": i}) for i in range(5000))
+    assert len(body) > fluentbit_http._THREAD_DECODE_BYTES
     async with harness(tmp_path) as h:
         assert (await h.post(body, content_type="application/x-ndjson"))[0] == 201
         await wait_until(lambda: len(h.captured) == 5000)
         assert h.accepted() == 5000
     assert len(spy.calls) == 1
     assert [r["i"] for r in spy.records] == list(range(5000))
+    assert spy.threads != [threading.get_ident()]
+
+
+async def test_a_body_under_the_thread_bound_is_decoded_on_the_loop(
+    tmp_path: Path, spy: NormalizeSpy
+) -> None:
+    # A thread holding the GIL would run none of it beside the loop (bench/RESULTS.md).
+    body = b"\n".join(orjson.dumps({"date": T0 + i, "log": "x" * 200, "i": i}) for i in range(3000))
+    assert 256 * 1024 < len(body) < fluentbit_http._THREAD_DECODE_BYTES
+    async with harness(tmp_path) as h:
+        assert (await h.post(body, content_type="application/x-ndjson"))[0] == 201
+        await wait_until(lambda: len(h.captured) == 3000)
+    assert spy.threads == [threading.get_ident()]
 
 
 # --- compression ---------------------------------------------------------------------------------
