@@ -188,13 +188,10 @@ class MemoryQueue:
             except TimeoutError:
                 return
 
-    async def done(self, batches: list[Batch]) -> None:
-        """Releases what a sender took and delivered (or dead-lettered), once that is stored."""
-        await self.release(batches)
-
     def release(self, batches: list[Batch]) -> Awaitable[None]:
-        """Releases what a sender delivered; the batches can be freed at once, and the awaitable
-        completes when the release is stored (a durable queue's delete committed) and counted.
+        """Releases what a sender delivered (or dead-lettered); the batches can be freed at once, and
+        the awaitable completes when the release is stored (a durable queue's delete committed) and
+        counted.
 
         A sender need not wait for it before taking more: a delete lost in a crash only means a
         redelivery, as when the crash comes just before it.

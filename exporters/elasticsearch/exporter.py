@@ -243,12 +243,11 @@ class ElasticsearchExporter(Exporter[ElasticsearchConfig]):
     async def to_request(self, batch: Batch) -> BulkRequest:
         """Encodes the records once, so that from the first attempt on a record keeps its _id and
         its bytes; records that cannot be encoded are dead-lettered here."""
+        args = (batch.signal, batch.items, self.config.data_stream)
         if len(batch.items) <= INLINE_ENCODE_RECORDS:
-            request, failed = encode_request(batch.signal, batch.items, self.config.data_stream)
+            request, failed = encode_request(*args)
         else:
-            request, failed = await asyncio.to_thread(
-                encode_request, batch.signal, batch.items, self.config.data_stream
-            )
+            request, failed = await asyncio.to_thread(encode_request, *args)
         if failed:
             self._dead_letter_unencodable(batch.signal, failed)
         return request

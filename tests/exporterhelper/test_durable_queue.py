@@ -43,7 +43,7 @@ async def test_delivered_batches_are_deleted(tmp_path: Path) -> None:
     assert rows(tmp_path) == 2  # on disk before put returned
     taken = await q.take(100, 10_000, 0)
     assert bodies(taken) == ["a-0", "a-1", "b-0", "b-1"]
-    await q.done(taken or [])
+    await q.release(taken or [])
     assert rows(tmp_path) == 0 and q.records == 0
     await q.shutdown()
 
@@ -61,7 +61,7 @@ async def test_restart_delivers_what_was_queued(tmp_path: Path) -> None:
     assert t.registry.get_sample_value("burnline_queue_records", {"component": "es"}) == 6
     taken = await again.take(100, 10_000, 0)
     assert bodies(taken) == ["a-0", "a-1", "b-0", "b-1", "c-0", "c-1"]
-    await again.done(taken or [])
+    await again.release(taken or [])
     await again.shutdown()
     assert rows(tmp_path) == 0
 
@@ -83,7 +83,7 @@ async def test_out_of_order_delivery_deletes_only_what_was_delivered(tmp_path: P
     await q.put(batch("b"))
     first = await q.take(2, 10_000, 0)
     second = await q.take(2, 10_000, 0)
-    await q.done(second or [])  # the second sender finished first; the first never does
+    await q.release(second or [])  # the second sender finished first; the first never does
     await q.shutdown()
     again = await open_queue(tmp_path)
     assert bodies(await again.take(100, 10_000, 0)) == bodies(first) == ["a-0", "a-1"]
@@ -100,7 +100,7 @@ async def take_all(q: DurableQueue, max_records: int, total: int, most_in_memory
         if not taken:
             break
         seen += bodies(taken)
-        await q.done(taken)
+        await q.release(taken)
         if len(seen) >= total:
             break
     return seen
@@ -134,7 +134,7 @@ async def test_memory_is_bounded_by_the_decoded_batches_not_their_received_size(
     assert len(q._items) == 3
     taken = await q.take(20, 10_000_000, 0)  # one batch leaves memory: room for one from disk
     assert taken is not None and len(taken) == 1
-    await q.done(taken)
+    await q.release(taken)
     seen = bodies(taken) + await take_all(q, 20, 180, most_in_memory=3)
     assert seen == [f"b{i}-{j}" * 50 for i in range(10) for j in range(20)]
     await q.shutdown()
@@ -236,7 +236,7 @@ async def test_corrupt_row_is_skipped_and_counted(tmp_path: Path) -> None:
     assert bodies(taken) == ["a-0", "a-1", "c-0", "c-1"]
     dropped = {"component": "es", "signal": "unknown", "reason": "queue_corrupt"}
     assert t.registry.get_sample_value("burnline_records_dropped_total", dropped) == 2
-    await again.done(taken or [])
+    await again.release(taken or [])
     assert again.records == 0
     await again.shutdown()
 

@@ -30,7 +30,7 @@ async def test_fifo_and_take_limits() -> None:
     rest = await q.take(max_records=7, max_bytes=10_000, linger=0)
     assert [len(b) for b in rest or []] == [5]
     assert t.registry.get_sample_value("burnline_queue_records", {"component": "exp"}) == 12
-    await q.done((taken or []) + (rest or []))
+    await q.release((taken or []) + (rest or []))
     assert q.records == 0 and q.bytes == 0
 
 
@@ -65,7 +65,7 @@ async def test_block_policy_waits_for_room_then_refuses() -> None:
     waiter = asyncio.create_task(q.put(batch(3)))
     await asyncio.sleep(0.01)
     assert not waiter.done()  # blocked: the taken batch is still in flight
-    await q.done(taken or [])
+    await q.release(taken or [])
     await asyncio.wait_for(waiter, 1)
     assert q.records == 3
 
@@ -106,7 +106,7 @@ async def test_join_waits_until_done() -> None:
     taken = await q.take(10, 10_000, 0)
     await asyncio.sleep(0.01)
     assert not joiner.done()
-    await q.done(taken or [])
+    await q.release(taken or [])
     await asyncio.wait_for(joiner, 1)
 
 

@@ -57,7 +57,7 @@ async def drain(q: DurableQueue) -> list[str]:
             break
         taken = await q.take(1000, 10_000_000, 0)
         out.extend(bodies(taken))
-        await q.done(taken or [])
+        await q.release(taken or [])
     assert q.records == 0
     return out
 
