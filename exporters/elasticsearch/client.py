@@ -4,7 +4,6 @@ version), the settings it is made with, and what its errors and answers say.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import re
 import ssl
@@ -19,7 +18,7 @@ from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch._version import __versionstr__
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
-from collector.core.gzip_body import gzip_compress
+from collector.core.gzip_body import gzip_body
 from collector.core.model import Signal
 from collector.core.retry_after import parse_retry_after
 from exporters.elasticsearch.config import ElasticsearchConfig
@@ -39,21 +38,13 @@ PROBE_TIMEOUT = 5.0
 _COMPAT = re.compile(r"compatible-with=\d+")
 
 
-# Bodies up to this size are gzipped at level 1 on the event loop (a few milliseconds with ISA-L).
-INLINE_GZIP_BYTES = 8 * 1024 * 1024
-
-
 class CompressingNode(AiohttpHttpNode):
     """The client's aiohttp node, compressing at the configured level and speaking the cluster's version.
 
     The stock node gzips bodies at level 9 on the event loop: a 5 MiB bulk would stall every
     receiver of the process for a few hundred milliseconds. Here bodies are gzipped at the
-    configured level (collector/core/gzip_body.py). At level 1, the default, ISA-L compresses the
-    bench's bulk bodies at about 2 GB/s, so a body of up to ``INLINE_GZIP_BYTES`` is compressed on
-    the loop in a few milliseconds: less than its trip through a worker thread, whose result waits
-    for a turn of a loop kept busy by the receivers (bench/RESULTS.md, "gzip on the event loop").
-    Larger bodies, and zlib's levels 2-9 (ten to twenty times slower), go to a worker thread, where
-    they can run beside the loop on another core: both libraries release the GIL. The 9.x client
+    configured level, on the loop or in a worker thread as ``gzip_body`` decides (level 1, the
+    default, inline up to 8 MiB; collector/core/gzip_body.py). The 9.x client
     asks for the v9 REST API (``compatible-with=9``), which an 8.x cluster refuses; ``compat_major``
     rewrites it. Each exporter gets its own subclass, so these class settings are per exporter.
     """
@@ -82,10 +73,7 @@ class CompressingNode(AiohttpHttpNode):
                     if name in headers:
                         headers[name] = _COMPAT.sub(f"compatible-with={self.compat_major}", headers[name])
         if compress and body is not None and self.gzip_level is not None:
-            if self.gzip_level == 1 and len(body) <= INLINE_GZIP_BYTES:
-                body = gzip_compress(body, 1)
-            else:
-                body = await asyncio.to_thread(gzip_compress, body, self.gzip_level)
+            body = await gzip_body(body, self.gzip_level)
             headers = headers if headers is not None else HttpHeaders()
             headers["content-encoding"] = "gzip"
         return await super().perform_request(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import threading
 import zlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.core.gzip_body import gzip_compress
+from collector.core import gzip_body as module
+from collector.core.gzip_body import INLINE_GZIP_BYTES, gzip_body, gzip_compress
 
 NDJSON = b"".join(
     b'{"create":{"_index":"logs-generic-default","_id":"%d"}}\n{"message":"GET %d","status":200}\n' % (i, i)
@@ -36,3 +38,25 @@ def test_level_one_is_isa_l_and_the_others_are_zlib() -> None:
 @given(st.binary(max_size=5000), st.integers(1, 9))
 def test_any_bytes_come_back(data: bytes, level: int) -> None:
     assert gzip.decompress(gzip_compress(data, level)) == data
+
+
+@pytest.mark.parametrize(
+    ("level", "size", "inline"),
+    [(1, 1000, True), (1, INLINE_GZIP_BYTES, True), (1, INLINE_GZIP_BYTES + 1, False), (6, 1000, False)],
+)
+async def test_gzip_body_compresses_small_level_one_bodies_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch, level: int, size: int, inline: bool
+) -> None:
+    """ISA-L's level 1 inline up to the bound; larger bodies and zlib's levels in a worker thread."""
+    compressed_on: list[int] = []
+
+    def recording(data: bytes, at: int) -> bytes:
+        compressed_on.append(threading.get_ident())
+        return gzip_compress(data, at)
+
+    monkeypatch.setattr(module, "gzip_compress", recording)
+    data = bytes(size)
+    body = await gzip_body(data, level)
+    assert gzip.decompress(body) == data
+    [compressed_by] = compressed_on
+    assert (compressed_by == threading.get_ident()) is inline

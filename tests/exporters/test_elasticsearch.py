@@ -1005,7 +1005,7 @@ async def test_level_1_gzips_on_the_loop_and_zlibs_levels_in_a_thread(
         compressed_on.append(threading.get_ident())
         return gzip_compress(data, at)
 
-    monkeypatch.setattr("exporters.elasticsearch.client.gzip_compress", recording)
+    monkeypatch.setattr("collector.core.gzip_body.gzip_compress", recording)
     exporter = await started(es, tmp_path, compression_level=level)
     assert await exporter.export(batch(logs(50))) == 50
     await exporter.stop()
