@@ -164,6 +164,9 @@ class Exporter(Component[ConfigT]):
 
     kind = "exporter"
     dead_letter: DeadLetter
+    # Whether ``to_request`` uses a batch's received request (``Batch.wire``); the queue of an
+    # exporter that does not drops it rather than hold its bytes.
+    sends_wire: ClassVar[bool] = False
 
     async def to_request(self, batch: Batch) -> ExportRequest:
         """The batch as this exporter sends it; called once per batch, before the first attempt."""

@@ -285,11 +285,18 @@ class Batch:
 
     ``size_bytes`` is an estimate of the batch's size (usually its size on the wire), used to bound
     queues and bulk requests without serializing twice.
+
+    ``wire`` is the serialized OTLP export request the items were read from, while it still holds
+    exactly them: the OTLP receiver sets it when it kept every item of a request, and any step that
+    changes, drops or adds items makes a new batch without it (a pipeline whose processors change
+    records, a split, a queue that stores rows). The otlp exporter sends it as it is instead of
+    encoding the items again; serialized OTLP requests concatenate into their merged request.
     """
 
     signal: Signal
     items: list[Any]
     size_bytes: int = 0
+    wire: bytes | None = None
 
     def __len__(self) -> int:
         return len(self.items)

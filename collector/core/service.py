@@ -249,6 +249,7 @@ class Service:
             queue = durable
         else:
             queue = MemoryQueue(cid, sending.queue, self.telemetry)
+        queue.keep_wire = exporter.sends_wire
         sender = QueueSender(exporter, sending, queue, self.telemetry)
         sender.start()
         self.senders[cid] = sender

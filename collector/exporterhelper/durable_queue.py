@@ -170,12 +170,13 @@ class DurableQueue(MemoryQueue):
     # -- storing (group commit) ---------------------------------------------------------------------
 
     async def _store(self, batch: Batch) -> tuple[int, int]:
-        """Commits the batch; returns its row's seq and the batch's ``decoded_size``."""
+        """Commits the batch; returns its row's seq and the memory it takes (its ``decoded_size``,
+        and its received request when it keeps one)."""
         payload = batch_codec.encode(batch)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.inserts.append((payload, len(batch), batch.size_bytes, done))
         self._kick()
-        return await done, decoded_size(len(payload))
+        return await done, decoded_size(len(payload)) + len(batch.wire or b"")
 
     def _kick(self) -> None:
         if self._writer is None or self._writer.done():

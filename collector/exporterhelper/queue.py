@@ -60,6 +60,8 @@ class MemoryQueue:
         self._queued = 0  # records in _items
         self._changed = asyncio.Condition()
         self._closed = False
+        # Keep a batch's received request (Batch.wire): only for an exporter that sends it.
+        self.keep_wire = False
         telemetry.queue_capacity_bytes.labels(component_id).set(config.max_bytes)
         telemetry.queue_capacity_records.labels(component_id).set(config.max_records)
 
@@ -117,6 +119,8 @@ class MemoryQueue:
         """Queues the batch, or raises Refused when there is no room in time (policy ``block``)."""
         if self._closed:
             raise Refused("shutting down", retry_after=5.0)
+        if batch.wire is not None and not self.keep_wire:
+            batch = Batch(batch.signal, batch.items, batch.size_bytes)
         async with self._changed:
             if not self._fits(batch):
                 if self.config.full_policy == "drop_newest":

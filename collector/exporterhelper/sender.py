@@ -74,9 +74,23 @@ def merge(batches: list[Batch]) -> list[Batch]:
     for b in batches:
         by_signal.setdefault(b.signal, []).append(b)
     return [
-        Batch(signal, [item for b in group for item in b.items], sum(b.size_bytes for b in group))
+        Batch(
+            signal,
+            [item for b in group for item in b.items],
+            sum(b.size_bytes for b in group),
+            _merged_wire(group),
+        )
         for signal, group in by_signal.items()
     ]
+
+
+def _merged_wire(group: list[Batch]) -> bytes | None:
+    """The batches' OTLP requests as one: serialized protobuf messages concatenate into their merge
+    (the requests' repeated ``resource_*`` fields, in order). None unless every batch has one."""
+    wires = [b.wire for b in group]
+    if any(w is None for w in wires):
+        return None
+    return b"".join(wires)  # type: ignore[arg-type]
 
 
 def split(batch: Batch, max_records: int, max_bytes: int) -> list[Batch]:

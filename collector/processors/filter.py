@@ -80,8 +80,9 @@ class FilterProcessor(Processor[FilterConfig]):
     def process(self, batch: Batch) -> Batch | None:
         kept = [item for item in batch.items if self._keep(item)]
         dropped = len(batch.items) - len(kept)
-        if dropped:
-            self.ctx.telemetry.dropped.labels(self.id, batch.signal.value, "filtered").inc(dropped)
+        if not dropped:
+            return batch  # as it came, with its received request (Batch.wire)
+        self.ctx.telemetry.dropped.labels(self.id, batch.signal.value, "filtered").inc(dropped)
         if not kept:
             return None
         size = batch.size_bytes * len(kept) // max(1, len(batch.items))

@@ -2,7 +2,10 @@
 
 Jaeger (1.35 and later) ingests OTLP natively on 4317 (gRPC) and 4318 (HTTP), so this is burnline's
 way to Jaeger as well as to an OpenTelemetry Collector, Tempo, or a vendor's OTLP intake. Records are
-encoded by exporters/otlp/encode.py, in a worker thread, once per batch (exporters/otlp/request.py)::
+encoded by exporters/otlp/encode.py, in a worker thread, once per batch (exporters/otlp/request.py).
+A batch whose records are still those of the OTLP requests they were received in (``Batch.wire``: no
+processor that may change records ran, none was rejected, and it was not read back from the durable
+queue's disk) is sent as those requests, concatenated, without encoding it again::
 
     exporters:
       otlp/jaeger: {endpoint: jaeger:4317, insecure: true}          # plaintext gRPC, Jaeger's default
@@ -116,6 +119,7 @@ class OTLPExporter(Exporter[OTLPExporterConfig]):
     type_name = "otlp"
     config_model = OTLPExporterConfig
     signals = frozenset({Signal.TRACES, Signal.LOGS, Signal.METRICS})
+    sends_wire = True
 
     def __init__(self, config: OTLPExporterConfig, ctx: ComponentContext) -> None:
         super().__init__(config, ctx)
@@ -141,6 +145,10 @@ class OTLPExporter(Exporter[OTLPExporterConfig]):
         items = batch.items
         if batch.signal not in self.signals or not items:
             return OTLPRequest(batch.signal, [Payload(list(items), None, batch.size_bytes)] if items else [])
+        if batch.wire is not None and (self.request_limit is None or len(items) <= self.request_limit):
+            # The request the records were received in, unchanged since: sent as it is.
+            body = await self._transport.prepare_wire(batch.wire)
+            return OTLPRequest(batch.signal, [Payload(list(items), body, len(body))])
         limit = self.request_limit or len(items)
         chunks = [items[start : start + limit] for start in range(0, len(items), limit)]
         parts, unencodable = await asyncio.to_thread(self._encode_all, batch.signal, chunks)

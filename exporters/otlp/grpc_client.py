@@ -144,6 +144,11 @@ class GrpcTransport:
     def prepare(request: Message) -> bytes:
         return request.SerializeToString()  # gRPC compresses
 
+    @staticmethod
+    async def prepare_wire(wire: bytes) -> bytes:
+        """The message for a request already serialized (``Batch.wire``): as it is."""
+        return wire
+
     async def send(self, signal: Signal, prepared: bytes) -> Accepted:
         method = self._methods.get(signal)
         if method is None:

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from collector.core.gzip_body import gzip_compress
+from collector.core.gzip_body import gzip_body, gzip_compress
 from collector.core.model import Signal
 from collector.core.retry_after import parse_retry_after
 from exporters.otlp.answers import USER_AGENT, Accepted, Failed, rejected_count
@@ -113,6 +113,10 @@ class HttpTransport:
     def prepare(self, request: Message) -> bytes:
         body = request.SerializeToString()
         return gzip_compress(body, GZIP_LEVEL) if self.gzip else body
+
+    async def prepare_wire(self, wire: bytes) -> bytes:
+        """The body for a request already serialized (``Batch.wire``)."""
+        return await gzip_body(wire, GZIP_LEVEL) if self.gzip else wire
 
     async def send(self, signal: Signal, prepared: bytes) -> Accepted:
         session = self._session

@@ -302,3 +302,20 @@ async def test_without_fsync_still_survives_the_process(tmp_path: Path) -> None:
     assert bodies(await again.take(100, 10_000, 0)) == ["a-0", "a-1"]
     await again.shutdown()
     await q.shutdown()
+
+
+async def test_a_kept_received_request_counts_in_the_memory_bound(tmp_path: Path) -> None:
+    """The bytes of ``Batch.wire`` are held beside the decoded records, and counted with them."""
+    wire = bytes(in_memory(batch("w0", n=1)))
+    q = await open_queue(tmp_path, memory_bytes=in_memory(batch("w0", n=1)) * 5 // 2)
+    q.keep_wire = True
+    for i in range(4):
+        b = batch(f"w{i}", n=1, size=100)
+        await q.put(Batch(b.signal, b.items, b.size_bytes, wire))
+    # Without the requests three batches would fit in memory; with them, one (the first always does).
+    assert len(q._items) == 1
+    taken = await q.take(10, 10_000_000, 0)
+    assert taken is not None and [t.wire for t in taken] == [wire]
+    seen = bodies(taken) + await take_all(q, 10, 3)
+    assert seen == [f"w{i}-0" for i in range(4)]
+    await q.shutdown()

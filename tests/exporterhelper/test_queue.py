@@ -121,3 +121,14 @@ async def test_two_lingering_takers_never_get_an_empty_take() -> None:
     await q.put(batch(2))
     got = await asyncio.wait_for(first, 2)
     assert [len(b) for b in got or []] == [2]  # waited again rather than returning []
+
+
+@pytest.mark.parametrize("keep", [False, True])
+async def test_a_batch_s_received_request_is_kept_only_for_an_exporter_that_sends_it(keep: bool) -> None:
+    q, _ = queue()
+    q.keep_wire = keep
+    received = Batch(Signal.TRACES, [1, 2], 200, wire=b"the request")
+    await q.put(received)
+    [taken] = await q.take(10, 10_000, 0) or []
+    assert taken.items == [1, 2] and taken.size_bytes == 200
+    assert taken.wire == (b"the request" if keep else None)

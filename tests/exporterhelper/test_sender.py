@@ -11,6 +11,11 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from collector.core.component import ComponentContext, Exporter, PermanentExportError, RetryableExportError
 from collector.core.model import Batch, Signal
@@ -227,6 +232,34 @@ def test_merge_and_split() -> None:
     assert [p.items for p in pieces] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     by_bytes = split(Batch(Signal.LOGS, list(range(10)), 1000), max_records=100, max_bytes=300)
     assert [len(p) for p in by_bytes] == [3, 3, 3, 1]
+
+
+def test_merged_batches_keep_their_requests_concatenated() -> None:
+    """Serialized protobuf messages concatenate into their merge: the merged batch's request holds
+    every span of the batches, in order. One batch without its request: none for the merge."""
+    requests = [
+        ExportTraceServiceRequest(
+            resource_spans=[
+                ResourceSpans(
+                    resource=Resource(attributes=[KeyValue(key="app", value=AnyValue(string_value=name))]),
+                    scope_spans=[ScopeSpans(spans=[PbSpan(name=f"{name} {i}") for i in range(count)])],
+                )
+            ]
+        )
+        for name, count in (("cart", 2), ("checkout", 1))
+    ]
+    wires = [r.SerializeToString() for r in requests]
+    [merged] = merge([Batch(Signal.TRACES, [1, 2], 20, wires[0]), Batch(Signal.TRACES, [3], 10, wires[1])])
+    assert merged.items == [1, 2, 3] and merged.wire is not None
+    whole = ExportTraceServiceRequest.FromString(merged.wire)
+    assert [s.name for rs in whole.resource_spans for s in rs.scope_spans[0].spans] == [
+        "cart 0",
+        "cart 1",
+        "checkout 0",
+    ]
+    assert list(whole.resource_spans) == [requests[0].resource_spans[0], requests[1].resource_spans[0]]
+    [partly] = merge([Batch(Signal.TRACES, [1], 10, wires[0]), Batch(Signal.TRACES, [2], 10)])
+    assert partly.wire is None
 
 
 @pytest.mark.parametrize("n", [0, 1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -583,6 +584,29 @@ async def test_too_large_requests_are_split_until_they_fit(
     [letter] = dead_letters(tmp_path)
     assert letter["record"]["span_id"] == huge.span_id
     assert letter["reason"] in ("grpc_resource_exhausted", "http_413")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_batch_s_received_request_is_sent_as_it_is(
+    double: OTLPEndpointDouble, protocol: str, tmp_path: Path
+) -> None:
+    """``Batch.wire`` (the request the records came in, unchanged since) goes out without encoding
+    the records again. Here it names the spans apart from the records, to tell which was sent."""
+    sent = spans(3)
+    as_received = [dataclasses.replace(s, name=f"received {i}") for i, s in enumerate(sent)]
+    wire = spans_to_proto(as_received).SerializeToString()
+    exporter = await started(double, protocol, tmp_path, compression="none")
+    assert await exporter.export(Batch(Signal.TRACES, sent, len(wire), wire)) == 3
+    [request] = double.taken(Signal.TRACES)
+    assert decode_spans(request.request) == as_received
+    if protocol == "http/protobuf":
+        assert request.wire_bytes == len(wire)
+    # Once the endpoint said requests must be smaller, a larger batch goes in pieces of its records.
+    exporter.request_limit = 2
+    assert await exporter.export(Batch(Signal.TRACES, sent, len(wire), wire)) == 3
+    await exporter.stop()
+    pieces = double.taken(Signal.TRACES)[1:]
+    assert [decode_spans(p.request) for p in pieces] == [sent[:2], sent[2:]]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -85,3 +85,12 @@ def test_min_severity_is_written_back_as_a_name_that_reads_back_the_same() -> No
 def test_bad_settings_are_refused(settings: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         FilterConfig.model_validate(settings)
+
+
+def test_a_batch_with_nothing_to_drop_goes_on_as_it_came() -> None:
+    """Its received request (``Batch.wire``) still holds exactly its records: the otlp exporter may
+    send it as it is. A batch with a record dropped is a new batch, without it."""
+    whole = Batch(Signal.LOGS, [record(13, "warn"), record(18, "crit")], 200, wire=b"request")
+    assert processor(min_severity="warn").process(whole) is whole
+    kept = processor(min_severity="error").process(whole)
+    assert kept is not None and [r.body for r in kept.items] == ["crit"] and kept.wire is None

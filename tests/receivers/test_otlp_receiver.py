@@ -506,6 +506,11 @@ async def test_one_request_is_one_batch_answered_in_its_own_content_type(tmp_pat
     assert [len(b) for b in spy.batches] == [3, 3, 3]
     assert [b.size_bytes for b in spy.batches] == [len(body), len(body), len(json_body)]
     assert spy.batches[0].items == spy.batches[1].items == spy.batches[2].items
+    # Each batch keeps its request serialized, for the otlp exporter to send as it is: the body
+    # itself (inflated), and the JSON request as protobuf.
+    assert spy.batches[0].wire == spy.batches[1].wire == body
+    assert spy.batches[2].wire is not None
+    assert ExportTraceServiceRequest.FromString(spy.batches[2].wire) == request
     first = spy.batches[0].items
     assert first[0].resource is first[1].resource and first[2].service_name == "cart"
 
@@ -580,10 +585,14 @@ async def test_partial_success_for_spans_with_bad_ids(tmp_path: Path) -> None:
     spans = [pb_span(1), pb_span(2, trace_id=b"\x01" * 15), pb_span(3), pb_span(4, span_id=b"")]
     body = trace_request(*spans).SerializeToString()
     async with harness(tmp_path) as h:
+        spy = h.spy(Signal.TRACES)
         status, answer, _ = await h.post(body)
         assert status == 200
         response = ExportTraceServiceResponse.FromString(answer)
         assert response.partial_success.rejected_spans == 2
+        # The request holds spans the batch does not: it is not kept to be sent on.
+        [partial] = spy.batches
+        assert len(partial) == 2 and partial.wire is None
         assert (
             "span #2 ('span-2'): trace_id is 15 bytes, expected 16" in response.partial_success.error_message
         )

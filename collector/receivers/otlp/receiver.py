@@ -161,11 +161,11 @@ class OTLPReceiver(Receiver[OTLPReceiverConfig]):
         """Decodes a request and hands its items to the pipeline; raises Failure or Refused."""
         consumer = self.consumer(kind)
         if encoding != "identity" or len(body) >= _THREAD_DECODE_BYTES:
-            items, rejections, size = await asyncio.to_thread(_decode, kind, body, fmt, encoding, limit)
+            items, rejections, size, wire = await asyncio.to_thread(_decode, kind, body, fmt, encoding, limit)
         else:
-            items, rejections, size = _decode(kind, body, fmt, encoding, limit)
+            items, rejections, size, wire = _decode(kind, body, fmt, encoding, limit)
         if items:
-            await consumer.consume(Batch(kind.signal, items, size))
+            await consumer.consume(Batch(kind.signal, items, size, wire))
         message = rejections.summary(kind.items) if rejections.count else ""
         return Outcome(kind.respond(rejections.count, message), rejections.count, message)
 
@@ -183,8 +183,9 @@ class OTLPReceiver(Receiver[OTLPReceiverConfig]):
 
 def _decode(
     kind: Kind, body: bytes, fmt: Format, encoding: str, limit: int
-) -> tuple[list[Any], Rejections, int]:
-    """Inflates and decodes one request (run in a worker thread for large bodies)."""
+) -> tuple[list[Any], Rejections, int, bytes | None]:
+    """Inflates and decodes one request (run in a worker thread for large bodies): its items, the
+    ones rejected, its size, and the serialized request when every item was kept (``Batch.wire``)."""
     if encoding != "identity":
         try:
             body = inflate(body, encoding, limit)
@@ -200,4 +201,10 @@ def _decode(
     except InvalidRequest as exc:
         raise bad_data(f"invalid_{fmt}", str(exc)) from None
     rejections = Rejections()
-    return kind.decode(message, rejections), rejections, len(body)
+    items = kind.decode(message, rejections)
+    # None when the request holds items the batch does not; a JSON request is serialized here
+    # (upb, in C): cheaper than encoding its items later.
+    wire = None
+    if not rejections.count:
+        wire = body if fmt == "protobuf" else message.SerializeToString()
+    return items, rejections, len(body), wire
