@@ -53,7 +53,7 @@ class Pipeline:
             if result is None or not result.items:
                 return
             batch = result
-        if batch.wire is not None and self.processors and self.mutates:
+        if batch.wire is not None and self.mutates:
             # The records may have changed in place: the request they were read from no longer says
             # what they hold.
             batch = Batch(batch.signal, batch.items, batch.size_bytes)

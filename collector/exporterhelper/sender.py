@@ -87,10 +87,8 @@ def merge(batches: list[Batch]) -> list[Batch]:
 def _merged_wire(group: list[Batch]) -> bytes | None:
     """The batches' OTLP requests as one: serialized protobuf messages concatenate into their merge
     (the requests' repeated ``resource_*`` fields, in order). None unless every batch has one."""
-    wires = [b.wire for b in group]
-    if any(w is None for w in wires):
-        return None
-    return b"".join(wires)  # type: ignore[arg-type]
+    wires = [b.wire for b in group if b.wire is not None]
+    return b"".join(wires) if len(wires) == len(group) else None
 
 
 def split(batch: Batch, max_records: int, max_bytes: int) -> list[Batch]:
