@@ -312,7 +312,7 @@ async def test_a_kept_received_request_counts_in_the_memory_bound(tmp_path: Path
     for i in range(4):
         b = batch(f"w{i}", n=1, size=100)
         await q.put(Batch(b.signal, b.items, b.size_bytes, wire))
-    # Without the requests three batches would fit in memory; with them, one (the first always does).
+    # Without the requests two batches would fit in memory; with them, one (the first always does).
     assert len(q._items) == 1
     taken = await q.take(10, 10_000_000, 0)
     assert taken is not None and [t.wire for t in taken] == [wire]
