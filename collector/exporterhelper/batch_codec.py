@@ -4,6 +4,12 @@ Items are encoded as arrays of their dataclass fields in declaration order, tagg
 Resource dicts and scopes shared by many records are written once per batch and shared again after
 decoding, as the receivers made them. The format carries a version; a later burnline can still read
 what an earlier one queued (fields appended to a model are filled with their defaults).
+
+A batch that keeps the OTLP request it was received in (``Batch.wire``: only in the queue of an
+exporter that sends it) is stored as that request instead (``WIRE_FORMAT``), and read back as the
+receiver read it: no rows to encode, and the batch comes back with the request to send as it is.
+Reading it back costs about as much as reading rows and encoding the records to OTLP again
+(bench/RESULTS.md), which is what a batch read back as rows would cost that exporter.
 """
 
 from __future__ import annotations
@@ -27,8 +33,11 @@ from collector.core.model import (
     SpanEvent,
     SpanLink,
 )
+from collector.normalize.otlp import InvalidRequest, items_from_request
+from collector.normalize.otlp_values import Rejections
 
 FORMAT_VERSION = 1
+WIRE_FORMAT = 2  # [WIRE_FORMAT, signal, size_bytes, the serialized OTLP export request]
 
 # Ext type codes of the nested model classes; never renumber (queued data on disk uses them).
 _NESTED: dict[type, int] = {Scope: 1, SpanEvent: 2, SpanLink: 3, Exemplar: 4}
@@ -82,6 +91,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def encode(batch: Batch) -> bytes:
+    if batch.wire is not None:
+        return _pack_by_ormsgpack([WIRE_FORMAT, batch.signal.value, batch.size_bytes, batch.wire])
     return _pack(_document(batch))
 
 
@@ -163,13 +174,16 @@ def _pack_by_msgpack(doc: list[Any]) -> bytes:
 
 def decode(data: bytes) -> Batch:
     try:
-        version, signal_name, size_bytes, names, tables, rows = msgpack.unpackb(
-            data, ext_hook=_ext_hook, raw=False, strict_map_key=False
-        )
+        document = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+        version = document[0]
+        if version == WIRE_FORMAT:
+            _, signal_name, size_bytes, wire = document
+            return _from_wire(Signal(signal_name), wire, size_bytes)
         if version != FORMAT_VERSION:
             raise CodecError(
                 f"queued batch format {version} is not readable by this version ({FORMAT_VERSION})"
             )
+        _, signal_name, size_bytes, names, tables, rows = document
         signal = Signal(signal_name)
     except CodecError:
         raise
@@ -181,6 +195,19 @@ def decode(data: bytes) -> Batch:
         raise
     except Exception as exc:  # a well-formed msgpack document that is not a batch's shape
         raise CodecError(f"not a queued batch: {type(exc).__name__}: {exc}") from None
+
+
+def _from_wire(signal: Signal, wire: Any, size_bytes: Any) -> Batch:
+    if type(wire) is not bytes or type(size_bytes) is not int:
+        raise CodecError("not a queued OTLP request")
+    rejections = Rejections()
+    try:
+        items = items_from_request(signal, wire, rejections)
+    except InvalidRequest as exc:
+        raise CodecError(f"not a queued OTLP request: {exc}") from None
+    # The receiver kept the request only when it rejected nothing; a version of burnline that
+    # rejects more leaves those items out here, and the request then holds items the batch does not.
+    return Batch(signal, items, size_bytes, None if rejections.count else wire)
 
 
 def _items(cls: type, names: list[str], tables: dict[str, list[Any]], rows: list[list[Any]]) -> list[Any]:

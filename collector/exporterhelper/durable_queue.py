@@ -265,8 +265,12 @@ class DurableQueue(MemoryQueue):
                 self._t.dropped.labels(self.id, "unknown", "queue_corrupt").inc(records)
                 corrupt.append(seq)
                 continue
+            if len(batch) != records:
+                # Read back with fewer records than stored (an OTLP request holding items this
+                # version rejects, batch_codec): the queue counts what it holds.
+                self._account(len(batch) - records, 0)
             self._seq_of[id(batch)] = seq
-            self._hold(batch, decoded_size(len(payload)))
+            self._hold(batch, decoded_size(len(payload)) + len(batch.wire or b""))
             self._items.append(batch)
             self._queued += len(batch)
         if corrupt:

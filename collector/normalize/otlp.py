@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -35,7 +35,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from collector.core.model import NO_ITEMS, LogRecord, MetricPoint, Span, SpanEvent, SpanLink
+from collector.core.model import NO_ITEMS, LogRecord, MetricPoint, Signal, Span, SpanEvent, SpanLink
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES
 from collector.normalize.otlp_metrics import METRIC_KINDS, MetricIdentity, add_points
 from collector.normalize.otlp_values import (
@@ -328,3 +328,21 @@ def metrics_from_proto(
             )
             add_points(identity, data, points, rejected)
     return points
+
+
+# ---------------------------------------------------------------------------------------------
+# Any signal.
+
+# Each signal's OTLP export request and what the data model makes of it.
+REQUESTS: dict[Signal, tuple[type[Message], Callable[[Any, Rejections], list[Any]]]] = {
+    Signal.TRACES: (ExportTraceServiceRequest, spans_from_proto),
+    Signal.LOGS: (ExportLogsServiceRequest, logs_from_proto),
+    Signal.METRICS: (ExportMetricsServiceRequest, metrics_from_proto),
+}
+
+
+def items_from_request(signal: Signal, body: bytes, rejections: Rejections) -> list[Any]:
+    """The items of a serialized OTLP export request of ``signal``; the invalid ones are left out
+    and counted in ``rejections``. InvalidRequest when ``body`` is not such a request."""
+    request_class, decode = REQUESTS[signal]
+    return decode(parse_proto_request(body, request_class), rejections)

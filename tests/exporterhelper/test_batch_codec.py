@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -22,6 +24,9 @@ from collector.core.model import (
 )
 from collector.exporterhelper import batch_codec
 from collector.exporterhelper.batch_codec import CodecError, _document, decode, encode
+from collector.normalize.otlp import items_from_request
+from collector.normalize.otlp_values import Rejections
+from tests.e2e.test_otlp_fidelity import original_logs, original_metrics, original_traces
 
 ANY_VALUES = {
     "s": "text",
@@ -171,6 +176,37 @@ def test_fields_added_later_get_defaults() -> None:
     old = msgpack.packb([1, "logs", 5, ["time_unix_nano", "body"], {"resource": [], "scope": []}, [[3, "x"]]])
     (record,) = decode(old).items
     assert record == LogRecord(time_unix_nano=3, body="x")
+
+
+@pytest.mark.parametrize(
+    ("signal", "build"),
+    [(Signal.TRACES, original_traces), (Signal.LOGS, original_logs), (Signal.METRICS, original_metrics)],
+    ids=["traces", "logs", "metrics"],
+)
+def test_a_batch_with_its_received_request_is_stored_as_the_request(signal: Signal, build: Any) -> None:
+    request = build()
+    wire = request.SerializeToString()
+    items = items_from_request(signal, wire, Rejections())
+    data = encode(Batch(signal, items, 1234, wire))
+    assert msgpack.unpackb(data) == [batch_codec.WIRE_FORMAT, signal.value, 1234, wire]
+    back = decode(data)
+    assert (back.signal, back.size_bytes, back.wire) == (signal, 1234, wire)
+    assert back.items == items and back.items
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        [2, "traces", 10, b"\xff\xff"],  # not a protobuf request
+        [2, "traces", 10, "text"],
+        [2, "traces", "10", b""],
+        [2, "nothing", 10, b""],
+        [2, "traces", 10],
+    ],
+)
+def test_a_stored_request_that_is_not_one_is_a_codec_error(document: list[Any]) -> None:
+    with pytest.raises(CodecError):
+        decode(msgpack.packb(document))
 
 
 @pytest.mark.parametrize("data", [b"", b"\x93\x01\x02", msgpack.packb([99, "logs", 0, [], {}, []]), b"\xc1"])
