@@ -289,8 +289,9 @@ class Batch:
     ``wire`` is the serialized OTLP export request the items were read from, while it still holds
     exactly them: the OTLP receiver sets it when it kept every item of a request, and any step that
     changes, drops or adds items makes a new batch without it (a pipeline whose processors change
-    records, a split, a queue that stores rows). The otlp exporter sends it as it is instead of
-    encoding the items again; serialized OTLP requests concatenate into their merged request.
+    records, a split). The otlp exporter sends it as it is instead of encoding the items again, and
+    its durable queue stores it instead of the items' rows; other exporters' queues drop it.
+    Serialized OTLP requests concatenate into their merged request.
     """
 
     signal: Signal

@@ -4,8 +4,8 @@ Jaeger (1.35 and later) ingests OTLP natively on 4317 (gRPC) and 4318 (HTTP), so
 way to Jaeger as well as to an OpenTelemetry Collector, Tempo, or a vendor's OTLP intake. Records are
 encoded by exporters/otlp/encode.py, in a worker thread, once per batch (exporters/otlp/request.py).
 A batch whose records are still those of the OTLP requests they were received in (``Batch.wire``: no
-processor that may change records ran, none was rejected, and it was not read back from the durable
-queue's disk) is sent as those requests, concatenated, without encoding it again::
+processor that may change records ran, and none was rejected) is sent as those requests,
+concatenated, without encoding it again; its durable queue stores it as those requests too::
 
     exporters:
       otlp/jaeger: {endpoint: jaeger:4317, insecure: true}          # plaintext gRPC, Jaeger's default
