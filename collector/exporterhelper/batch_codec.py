@@ -33,8 +33,6 @@ from collector.core.model import (
     SpanEvent,
     SpanLink,
 )
-from collector.normalize.otlp import InvalidRequest, items_from_request
-from collector.normalize.otlp_values import Rejections
 
 FORMAT_VERSION = 1
 WIRE_FORMAT = 2  # [WIRE_FORMAT, signal, size_bytes, the serialized OTLP export request]
@@ -116,19 +114,11 @@ def _document(batch: Batch) -> list[Any]:
         row = list(fields_of(item))
         obj = row[resource_at]
         if obj is not last_resource:
-            last_resource = obj
-            resource_ref = None if obj is None else resource_index.get(id(obj))
-            if resource_ref is None and obj is not None:
-                resource_ref = resource_index[id(obj)] = len(resources)
-                resources.append(obj)
+            last_resource, resource_ref = obj, _table_ref(obj, resource_index, resources)
         row[resource_at] = resource_ref
         obj = row[scope_at]
         if obj is not last_scope:
-            last_scope = obj
-            scope_ref = None if obj is None else scope_index.get(id(obj))
-            if scope_ref is None and obj is not None:
-                scope_ref = scope_index[id(obj)] = len(scopes)
-                scopes.append(obj)
+            last_scope, scope_ref = obj, _table_ref(obj, scope_index, scopes)
         row[scope_at] = scope_ref
         append(row)
     return [
@@ -139,6 +129,17 @@ def _document(batch: Batch) -> list[Any]:
         {"resource": resources, "scope": scopes},
         rows,
     ]
+
+
+def _table_ref(obj: Any, index: dict[int, int], table: list[Any]) -> int | None:
+    """Where a shared object is in its table (appended the first time); None stays None."""
+    if obj is None:
+        return None
+    ref = index.get(id(obj))
+    if ref is None:
+        ref = index[id(obj)] = len(table)
+        table.append(obj)
+    return ref
 
 
 # The nested model classes go to _ext (an Ext of their fields), not ormsgpack's map of a dataclass.
@@ -200,6 +201,11 @@ def decode(data: bytes) -> Batch:
 def _from_wire(signal: Signal, wire: Any, size_bytes: Any) -> Batch:
     if type(wire) is not bytes or type(size_bytes) is not int:
         raise CodecError("not a queued OTLP request")
+    # Here, not at the top: only a queue holding OTLP requests needs the protobuf runtime, which a
+    # process that neither receives nor sends OTLP does not load (tests/test_components.py).
+    from collector.normalize.otlp import InvalidRequest, items_from_request
+    from collector.normalize.otlp_values import Rejections
+
     rejections = Rejections()
     try:
         items = items_from_request(signal, wire, rejections)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from google.protobuf.message import Message
 
 from collector.core.model import Signal
 from tests.doubles.otlp_endpoint import OTLPEndpointDouble
@@ -31,6 +32,29 @@ CASES = [
 NOOP_ATTRIBUTES = {"attributes/noop": {"actions": [{"key": "no.such.attribute", "action": "delete"}]}}
 
 
+def service_config(
+    http_port: int, signal: Signal, exporter: dict[str, object], processors: dict[str, object]
+) -> dict[str, object]:
+    """burnline with an OTLP/HTTP receiver, ``processors`` and the otlp exporter, for ``signal``."""
+    pipeline = {"receivers": ["otlp"], "processors": list(processors), "exporters": ["otlp/jaeger"]}
+    return {
+        "receivers": {"otlp": {"grpc": None, "http": {"endpoint": f"127.0.0.1:{http_port}"}}},
+        "processors": processors,
+        "exporters": {"otlp/jaeger": {"batch": {"flush_interval": "10ms"}, **exporter}},
+        "service": {"pipelines": {signal.value: pipeline}},
+    }
+
+
+async def post(http_port: int, path: str, request: Message) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"http://127.0.0.1:{http_port}{path}",
+            data=request.SerializeToString(),
+            headers={"Content-Type": "application/x-protobuf"},
+        ) as resp:
+            assert resp.status == 200
+
+
 @pytest.mark.parametrize("processors", [{}, NOOP_ATTRIBUTES], ids=["as-received", "re-encoded"])
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 @pytest.mark.parametrize(("signal", "path", "build"), CASES, ids=[c[0].value for c in CASES])
@@ -40,27 +64,16 @@ async def test_otlp_in_equals_otlp_out(
     original = build()  # type: ignore[operator]
     async with OTLPEndpointDouble() as backend:
         http_port = free_port()
-        exporter: dict[str, object] = {"protocol": protocol, "batch": {"flush_interval": "10ms"}}
+        exporter: dict[str, object] = {"protocol": protocol}
         if protocol == "grpc":
             exporter.update(endpoint=backend.grpc_endpoint, insecure=True)
         else:
             exporter.update(endpoint=backend.http_url)
-        pipeline = {"receivers": ["otlp"], "processors": list(processors), "exporters": ["otlp/jaeger"]}
-        config = {
-            "receivers": {"otlp": {"grpc": None, "http": {"endpoint": f"127.0.0.1:{http_port}"}}},
-            "processors": processors,
-            "exporters": {"otlp/jaeger": exporter},
-            "service": {"pipelines": {signal.value: pipeline}},
-        }
-        async with running_service(config, str(tmp_path)) as svc:
+        async with running_service(
+            service_config(http_port, signal, exporter, processors), str(tmp_path)
+        ) as svc:
             assert svc.senders["otlp/jaeger"].queue.keep_wire  # the otlp exporter sends Batch.wire
-            async with aiohttp.ClientSession() as http:
-                async with http.post(
-                    f"http://127.0.0.1:{http_port}{path}",
-                    data=original.SerializeToString(),
-                    headers={"Content-Type": "application/x-protobuf"},
-                ) as resp:
-                    assert resp.status == 200
+            await post(http_port, path, original)
             await wait_until(lambda: len(backend.taken(signal)) == 1, timeout=10)
         [received] = backend.taken(signal)
         assert received.request == original, _diff(received.request, original)
@@ -69,38 +82,12 @@ async def test_otlp_in_equals_otlp_out(
 async def test_a_processor_s_change_reaches_the_backend(tmp_path: Path) -> None:
     """The records a processor changed are sent, not the request they were received in."""
     original = original_traces()
+    upsert = {"attributes/env": {"actions": [{"key": "env", "action": "upsert", "value": "test"}]}}
     async with OTLPEndpointDouble() as backend:
         http_port = free_port()
-        config = {
-            "receivers": {"otlp": {"grpc": None, "http": {"endpoint": f"127.0.0.1:{http_port}"}}},
-            "processors": {
-                "attributes/env": {"actions": [{"key": "env", "action": "upsert", "value": "test"}]}
-            },
-            "exporters": {
-                "otlp/jaeger": {
-                    "endpoint": backend.grpc_endpoint,
-                    "insecure": True,
-                    "batch": {"flush_interval": "10ms"},
-                }
-            },
-            "service": {
-                "pipelines": {
-                    "traces": {
-                        "receivers": ["otlp"],
-                        "processors": ["attributes/env"],
-                        "exporters": ["otlp/jaeger"],
-                    }
-                }
-            },
-        }
-        async with running_service(config, str(tmp_path)):
-            async with aiohttp.ClientSession() as http:
-                async with http.post(
-                    f"http://127.0.0.1:{http_port}/v1/traces",
-                    data=original.SerializeToString(),
-                    headers={"Content-Type": "application/x-protobuf"},
-                ) as resp:
-                    assert resp.status == 200
+        exporter: dict[str, object] = {"endpoint": backend.grpc_endpoint, "insecure": True}
+        async with running_service(service_config(http_port, Signal.TRACES, exporter, upsert), str(tmp_path)):
+            await post(http_port, "/v1/traces", original)
             await wait_until(lambda: len(backend.taken(Signal.TRACES)) == 1, timeout=10)
     received = backend.spans()
     assert len(received) == sum(len(ss.spans) for rs in original.resource_spans for ss in rs.scope_spans)
