@@ -60,6 +60,11 @@ def decoded_size(row_bytes: int) -> int:
     return row_bytes * DECODED_PER_ROW_BYTE
 
 
+def held_size(batch: Batch, row_bytes: int) -> int:
+    """About the memory a batch takes held in memory: decoded, and its received request if it keeps one."""
+    return decoded_size(row_bytes) + len(batch.wire or b"")
+
+
 def database_file(component_id: str) -> str:
     """The name of an exporter's queue database (in its worker's queue directory)."""
     return f"{component_id.replace('/', '_')}.db"
@@ -170,13 +175,12 @@ class DurableQueue(MemoryQueue):
     # -- storing (group commit) ---------------------------------------------------------------------
 
     async def _store(self, batch: Batch) -> tuple[int, int]:
-        """Commits the batch; returns its row's seq and the memory it takes (its ``decoded_size``,
-        and its received request when it keeps one)."""
+        """Commits the batch; returns its row's seq and the memory it takes (``held_size``)."""
         payload = batch_codec.encode(batch)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.inserts.append((payload, len(batch), batch.size_bytes, done))
         self._kick()
-        return await done, decoded_size(len(payload)) + len(batch.wire or b"")
+        return await done, held_size(batch, len(payload))
 
     def _kick(self) -> None:
         if self._writer is None or self._writer.done():
@@ -270,7 +274,7 @@ class DurableQueue(MemoryQueue):
                 # version rejects, batch_codec): the queue counts what it holds.
                 self._account(len(batch) - records, 0)
             self._seq_of[id(batch)] = seq
-            self._hold(batch, decoded_size(len(payload)) + len(batch.wire or b""))
+            self._hold(batch, held_size(batch, len(payload)))
             self._items.append(batch)
             self._queued += len(batch)
         if corrupt:

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.core.model import Signal
-from collector.normalize.otlp import logs_from_proto, metrics_from_proto, spans_from_proto
+from collector.normalize.otlp import REQUESTS
 from collector.normalize.otlp_values import Rejections
 
 PROTOBUF = "application/x-protobuf"
@@ -77,30 +77,18 @@ def _service(module: Any, name: str) -> str:
     return str(module.DESCRIPTOR.services_by_name[name].full_name)
 
 
+def _kind(signal: Signal, respond: Callable[[int, str], Message], items: str, service: str) -> Kind:
+    request_class, decode = REQUESTS[signal]  # the request and its items, as the durable queue reads them
+    return Kind(signal, request_class, respond, decode, items, service)
+
+
 KINDS = {
-    Signal.TRACES: Kind(
-        Signal.TRACES,
-        trace_service_pb2.ExportTraceServiceRequest,
-        _traces_response,
-        spans_from_proto,
-        "spans",
-        _service(trace_service_pb2, "TraceService"),
+    Signal.TRACES: _kind(
+        Signal.TRACES, _traces_response, "spans", _service(trace_service_pb2, "TraceService")
     ),
-    Signal.LOGS: Kind(
-        Signal.LOGS,
-        logs_service_pb2.ExportLogsServiceRequest,
-        _logs_response,
-        logs_from_proto,
-        "log records",
-        _service(logs_service_pb2, "LogsService"),
-    ),
-    Signal.METRICS: Kind(
-        Signal.METRICS,
-        metrics_service_pb2.ExportMetricsServiceRequest,
-        _metrics_response,
-        metrics_from_proto,
-        "data points",
-        _service(metrics_service_pb2, "MetricsService"),
+    Signal.LOGS: _kind(Signal.LOGS, _logs_response, "log records", _service(logs_service_pb2, "LogsService")),
+    Signal.METRICS: _kind(
+        Signal.METRICS, _metrics_response, "data points", _service(metrics_service_pb2, "MetricsService")
     ),
 }
 
