@@ -56,7 +56,7 @@ from collector.core.telemetry import Telemetry
 from collector.exporterhelper.deadletter import DeadLetter
 from collector.exporterhelper.durable_queue import DurableQueue, database_file
 from collector.exporterhelper.queue import MemoryQueue
-from collector.exporterhelper.queue_adoption import orphan_databases
+from collector.exporterhelper.queue_adoption import orphan_databases, queued_on_disk
 from collector.exporterhelper.sender import ExporterConfig, QueueSender
 from collector.slo.alertmanager import AlertmanagerClient
 from collector.slo.engine import SloEngine
@@ -249,11 +249,36 @@ class Service:
             queue = durable
         else:
             queue = MemoryQueue(cid, sending.queue, self.telemetry)
+            await self._report_disk_backlog(cid)
         queue.keep_wire = exporter.sends_wire
         sender = QueueSender(exporter, sending, queue, self.telemetry)
         sender.start()
         self.senders[cid] = sender
         self.running["exporters"][cid] = cfg
+
+    async def _report_disk_backlog(self, cid: str) -> None:
+        """Warns about batches a disk queue of an earlier run left for an exporter whose queue is now
+        in memory: they are not delivered, and nothing else would say so."""
+        root = self.data_dir / "queue"
+        own = self.worker.directory(root) / database_file(cid)
+        for path in [own, *orphan_databases(root, database_file(cid), self.worker)]:
+            if not path.is_file():
+                continue
+            try:
+                records = await asyncio.to_thread(queued_on_disk, path)
+            except sqlite3.Error as exc:
+                log.warning(
+                    "exporter %s: cannot read the disk queue %s left by an earlier run: %s", cid, path, exc
+                )
+                continue
+            if records:
+                log.warning(
+                    "exporter %s: its queue.storage is memory, but the disk queue %s of an earlier run holds"
+                    " %d record(s), which are not delivered; set queue.storage: disk to deliver them",
+                    cid,
+                    path,
+                    records,
+                )
 
     async def _start_slo_engine(self, slos: list[SLOSpec]) -> None:
         """The SLO engine, when the config has SLOs: counts restored, Alertmanager client started.

@@ -22,6 +22,11 @@ and deletes it: nothing is delivered twice, and no deterministic-id idempotence 
 An orphan that cannot be adopted (not a database, corrupt, another schema version, locked) is left
 where it is with an error naming it, and nothing is counted: its data stays for an operator, and
 the queue opens without it.
+
+An exporter whose queue is in memory adopts nothing, but a disk queue of an earlier run (its
+``queue.storage`` was ``disk``, the default before the ``prometheus`` exporter's became ``memory``)
+may still hold batches: ``queued_on_disk`` counts them, and the service names the file and its
+records in a warning instead of leaving them unmentioned.
 """
 
 from __future__ import annotations
@@ -64,6 +69,20 @@ def orphan_databases(queue_root: Path, file_name: str, worker: WorkerIdentity) -
         if index % worker.count == worker.index and candidate.is_file():
             found.append(candidate)
     return [path for path in found if path != own]
+
+
+def queued_on_disk(database: Path) -> int:
+    """The records a queue database still holds, read-only (0 for a file that is no queue of this
+    schema). Blocking: call it from a thread; sqlite3.Error when the file cannot be read."""
+    db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+        if not _COLUMNS.issubset(columns):
+            return 0
+        (records,) = db.execute("SELECT COALESCE(SUM(records), 0) FROM batches").fetchone()
+        return int(records)
+    finally:
+        db.close()
 
 
 def _worker_directories(queue_root: Path) -> list[tuple[int, Path]]:

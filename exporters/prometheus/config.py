@@ -3,10 +3,13 @@ pull exporter's endpoint and series store."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
-from collector.config.types import Duration, Endpoint, ServerTLS
+from collector.config.types import ByteSize, Duration, Endpoint, ServerTLS
 from collector.core.component import ComponentConfig
+from collector.exporterhelper.queue import QueueConfig
 from collector.exporterhelper.sender import ExporterConfig
 
 
@@ -26,7 +29,28 @@ class NamingConfig(ComponentConfig):
     scope_labels: bool = True
 
 
+class PullQueueConfig(QueueConfig):
+    """The pull exporter's queue: in memory unless configured otherwise.
+
+    What this exporter delivers to is its own memory (each series' latest point, for the next
+    scrape), which a restart loses whatever the queue: a disk queue would only carry the last
+    moment's points into an empty exposition, and it costs every batch a disk write and a row encode
+    (about a third of the remote_write -> prometheus path's CPU, and at ten times that load a backlog
+    read back from disk; bench/RESULTS.md, "The pull exporter's queue in memory"). The OpenTelemetry
+    Collector's prometheus exporter has no queue at all. ``storage: disk`` still gives the durable
+    queue.
+
+    ``max_bytes`` counts what was received (a remote-write request decompressed), which decodes to
+    about six times its size: 16MiB keeps a full queue near 100MiB and is some seconds of a core's
+    work, after which receivers wait (``block_timeout``) and then refuse, retryably.
+    """
+
+    storage: Literal["disk", "memory"] = "memory"
+    max_bytes: ByteSize = 16 * 1024 * 1024
+
+
 class PrometheusExporterConfig(ExporterConfig, NamingConfig):
+    queue: PullQueueConfig = PullQueueConfig()
     endpoint: Endpoint = "0.0.0.0:9464"
     path: str = "/metrics"
     tls: ServerTLS | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,12 @@ import aiohttp
 import pytest
 
 from collector.core.component import Refused, register
-from collector.core.model import LogRecord, Signal
+from collector.core.model import Batch, LogRecord, Signal
 from collector.core.startup_errors import StartupError
+from collector.core.telemetry import Telemetry
+from collector.exporterhelper.durable_queue import DurableQueue
+from collector.exporterhelper.queue import QueueConfig
+from collector.exporterhelper.queue_adoption import queued_on_disk
 from tests.support import InjectReceiver, metric_value, running_service
 
 EVENTS: list[str] = []
@@ -161,6 +166,26 @@ async def test_stop_drains_queued_records(tmp_path: Path) -> None:
         capture = svc.exporters["capture"]
         assert capture.items == []  # type: ignore[attr-defined]  # still lingering for a fuller batch
     assert len(capture.items) == 50  # type: ignore[attr-defined]  # stop() delivered before returning
+
+
+async def test_a_memory_queue_names_the_records_a_disk_queue_left(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An earlier run with the default disk queue stopped with 3 records undelivered.
+    left = DurableQueue("capture", QueueConfig(), Telemetry(), tmp_path / "queue")
+    await left.open()
+    await left.put(Batch(Signal.LOGS, [LogRecord(time_unix_nano=i, body=f"left {i}") for i in range(3)], 30))
+    await left.close()
+    await left.shutdown()
+    caplog.set_level(logging.WARNING, logger="burnline.service")
+    cfg = config(exporters={"capture": {"batch": {"flush_interval": 0}, "queue": {"storage": "memory"}}})
+    async with running_service(cfg, str(tmp_path)) as svc:
+        await svc.receivers["push"].push(2)  # type: ignore[attr-defined]
+        await svc.senders["capture"].queue.join()
+        assert [r.body for r in svc.exporters["capture"].items] == ["line 0", "line 1"]  # type: ignore[attr-defined]
+    warning = f"disk queue {left.path} of an earlier run holds 3 record(s), which are not delivered"
+    assert warning in caplog.text
+    assert queued_on_disk(left.path) == 3  # left as it was, for an operator
 
 
 async def test_stop_refuses_new_data(tmp_path: Path) -> None:

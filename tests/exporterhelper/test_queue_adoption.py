@@ -16,7 +16,7 @@ from collector.core.model import Batch, LogRecord, Signal
 from collector.core.telemetry import Telemetry
 from collector.exporterhelper.durable_queue import DurableQueue, database_file
 from collector.exporterhelper.queue import QueueConfig
-from collector.exporterhelper.queue_adoption import adopt, orphan_databases
+from collector.exporterhelper.queue_adoption import adopt, orphan_databases, queued_on_disk
 from collector.workers.identity import WorkerIdentity
 
 CID = "elasticsearch/logs"
@@ -294,3 +294,20 @@ async def test_death_before_commit_loses_and_duplicates_nothing(tmp_path: Path) 
     expected = ["own-0", "own-1"] + [f"d{i}-{j}" for i in range(20) for j in range(50)]
     assert await drain(q) == expected
     await q.shutdown()
+
+
+# -- a disk queue left behind by an exporter whose queue is now in memory ---------------------------
+
+
+async def test_queued_on_disk_counts_the_records_a_queue_holds(tmp_path: Path) -> None:
+    path = await fill(tmp_path, "a", "b", n=3)
+    assert queued_on_disk(path) == 6
+    assert row_count(path) == 2  # read only: nothing taken
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE t (x)")
+    assert queued_on_disk(other) == 0  # a database, but no queue
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError):
+        queued_on_disk(garbage)

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from collector.core.model import Exemplar, MetricKind, MetricPoint, Scope, Signal, Temporality
 from collector.core.service import Service
+from collector.exporterhelper.durable_queue import DurableQueue
 from exporters.prometheus.config import PrometheusExporterConfig
 from exporters.prometheus.exporter import PrometheusExporter
 from exporters.prometheus.naming import attribute_labels, sanitize_label_name, sanitize_metric_name, unit_word
@@ -408,6 +409,36 @@ async def test_prometheus_typed_classic_parts_keep_their_names(tmp_path: Path) -
     got = samples(text)
     assert got[("http_latency_seconds_bucket", labels(("le", "0.5")))] == 5
     assert got[("http_requests_total", labels())] == 9
+
+
+# ---------------------------------------------------------------------------------------------------
+# The queue
+
+
+def test_the_queue_is_in_memory_unless_configured_otherwise() -> None:
+    default = PrometheusExporterConfig().queue
+    assert (default.storage, default.max_bytes) == ("memory", 16 * 1024 * 1024)
+    # Setting another queue field keeps the exporter's defaults, not the generic (disk) ones.
+    tuned = PrometheusExporterConfig.model_validate({"queue": {"block_timeout": "1s"}}).queue
+    assert (tuned.storage, tuned.max_bytes, tuned.block_timeout) == ("memory", 16 * 1024 * 1024, 1.0)
+    assert PrometheusExporterConfig.model_validate({"queue": {"storage": "disk"}}).queue.storage == "disk"
+
+
+async def test_the_service_gives_it_a_memory_queue_and_disk_when_asked(tmp_path: Path) -> None:
+    port = free_port()
+    now = time.time_ns()
+    async with running_service(config(port), str(tmp_path / "memory")) as svc:
+        assert not isinstance(svc.senders["prometheus"].queue, DurableQueue)
+        await push(svc, [gauge("queue.depth", 7.5, now, queue="orders")])
+        _status, _headers, body = await scrape(port)
+        assert samples(body.decode())[("queue_depth", labels(("queue", "orders")))] == 7.5
+    assert not (tmp_path / "memory" / "queue").exists()  # nothing written to disk
+
+    disk = config(port, queue={"storage": "disk"})
+    async with running_service(disk, str(tmp_path / "disk")) as svc:
+        assert isinstance(svc.senders["prometheus"].queue, DurableQueue)
+        await push(svc, [gauge("queue.depth", 2.5, now, queue="orders")])
+    assert (tmp_path / "disk" / "queue" / "prometheus.db").is_file()
 
 
 # ---------------------------------------------------------------------------------------------------
