@@ -17,8 +17,9 @@ out, so reading a window is O(1) and advancing costs O(buckets that expired).
 Two channels are counted: ``total`` and ``second``, which is the bad count, or for a metric SLI
 written with ``good:`` the good count (``bad = total - good``, clamped by the burn-rate arithmetic).
 
-Memory: nothing until the first event; then 16 bytes per bucket (two doubles), ~22 KiB for a 30-day
-period, allocated per SLO with traffic.
+Memory: nothing until the first event (an SLO without traffic reads windows at zero shared by every
+such SLO of its period); then its own window sums, and 16 bytes per bucket (two doubles), ~22 KiB
+for a 30-day period, allocated per SLO with traffic.
 """
 
 from __future__ import annotations
@@ -65,6 +66,29 @@ class _Tier:
         self.current = -1  # absolute index of the newest bucket the ring holds (now's)
 
 
+def _new_tiers(period: float) -> list[_Tier]:
+    return [
+        _Tier(TIER_RESOLUTIONS[0], round(TIER_SPANS[0] / TIER_RESOLUTIONS[0])),
+        _Tier(TIER_RESOLUTIONS[1], round(TIER_SPANS[1] / TIER_RESOLUTIONS[1])),
+        _Tier(TIER_RESOLUTIONS[2], -(-int(period) // int(TIER_RESOLUTIONS[2]))),
+    ]
+
+
+def _window_sums(period: float, tiers: list[_Tier]) -> dict[str, WindowSum]:
+    return {
+        name: WindowSum(name, seconds, tier, min(length, tiers[tier].size), 0)
+        for name, seconds, tier, length in _layout(period)
+    }
+
+
+@functools.cache
+def _unused_sums(period: float) -> dict[str, WindowSum]:
+    """Every window of a period at zero: what an SLO that has counted nothing reads. One dict shared by
+    all such SLOs of the period and never written (an SLO gets its own at its first event): of ten
+    thousand SLOs most may never see traffic, and their own windows took 1.7 KiB each."""
+    return _window_sums(period, _new_tiers(period))
+
+
 class SloWindows:
     """Counts of one SLO. Times are Unix seconds; the caller passes its clock's ``now`` in."""
 
@@ -72,29 +96,29 @@ class SloWindows:
 
     def __init__(self, period: float) -> None:
         self.period = period
-        self._tiers = [
-            _Tier(TIER_RESOLUTIONS[0], round(TIER_SPANS[0] / TIER_RESOLUTIONS[0])),
-            _Tier(TIER_RESOLUTIONS[1], round(TIER_SPANS[1] / TIER_RESOLUTIONS[1])),
-            _Tier(TIER_RESOLUTIONS[2], -(-int(period) // int(TIER_RESOLUTIONS[2]))),
-        ]
-        self.sums = {
-            name: WindowSum(name, seconds, tier, min(length, self._tiers[tier].size), 0)
-            for name, seconds, tier, length in _layout(period)
-        }
-        self._by_tier: list[list[WindowSum]] = [
-            [w for w in self.sums.values() if w.tier == i] for i in range(3)
-        ]
+        # Nothing of its own until the first event (or a restored snapshot): _allocate.
+        self._tiers: list[_Tier] | None = None
+        self._by_tier: list[list[WindowSum]] = []
+        self.sums = _unused_sums(period)
         # Lifetime counts (for burnline_slo_events_total), never decreasing.
         self.total = 0.0
         self.second = 0.0
 
     @property
     def allocated(self) -> bool:
-        return self._tiers[0].counts is not None
+        return self._tiers is not None
+
+    def _own_windows(self) -> list[_Tier]:
+        """This SLO's own tiers and window sums (rings not yet allocated)."""
+        tiers = _new_tiers(self.period)
+        self.sums = _window_sums(self.period, tiers)
+        self._by_tier = [[w for w in self.sums.values() if w.tier == i] for i in range(3)]
+        self._tiers = tiers
+        return tiers
 
     def advance(self, now: float) -> None:
         """Moves every window's end to ``now``: buckets that fell out are subtracted, freed slots zeroed."""
-        if not self.allocated:
+        if self._tiers is None:
             return
         for tier, sums in zip(self._tiers, self._by_tier, strict=True):
             current = int(now // tier.resolution)
@@ -130,23 +154,24 @@ class SloWindows:
                 counts[slot + 1] = 0.0
             tier.current = current
 
-    def _allocate(self, now: float) -> None:
-        for tier, sums in zip(self._tiers, self._by_tier, strict=True):
+    def _allocate(self, now: float) -> list[_Tier]:
+        tiers = self._own_windows()
+        for tier, sums in zip(tiers, self._by_tier, strict=True):
             tier.counts = array("d", bytes(16 * tier.size))
             tier.current = int(now // tier.resolution)
             for window in sums:
                 window.first = tier.current - window.length + 1
+        return tiers
 
     def add(self, time: float, total: float, second: float, now: float) -> bool:
         """Counts events at event time ``time`` (clamped to ``now``: a clock ahead counts as now).
 
         The caller has already advanced to ``now`` and refused late events; False when ``time`` is
         older than every tier holds (nothing counted)."""
-        if not self.allocated:
-            self._allocate(now)
+        tiers = self._tiers if self._tiers is not None else self._allocate(now)
         time = min(time, now)
         counted = False
-        for tier, sums in zip(self._tiers, self._by_tier, strict=True):
+        for tier, sums in zip(tiers, self._by_tier, strict=True):
             index = int(time // tier.resolution)
             if index <= tier.current - tier.size:
                 continue
@@ -169,6 +194,8 @@ class SloWindows:
 
     def snapshot(self) -> tuple[list[int], list[bytes]]:
         """Each tier's newest index and its ring as bytes (empty when nothing was counted yet)."""
+        if self._tiers is None:
+            return [-1, -1, -1], [b"", b"", b""]
         return (
             [t.current for t in self._tiers],
             [t.counts.tobytes() if t.counts is not None else b"" for t in self._tiers],
@@ -182,9 +209,10 @@ class SloWindows:
             return False
         if not any(rings):
             return True
-        if any(len(r) != 16 * t.size for r, t in zip(rings, self._tiers, strict=True)):
+        if any(len(r) != 16 * t.size for r, t in zip(rings, _new_tiers(self.period), strict=True)):
             return False
-        for tier, sums, current, ring in zip(self._tiers, self._by_tier, currents, rings, strict=True):
+        tiers = self._tiers if self._tiers is not None else self._own_windows()
+        for tier, sums, current, ring in zip(tiers, self._by_tier, currents, rings, strict=True):
             counts = array("d")
             counts.frombytes(ring)
             tier.counts = counts

@@ -25,6 +25,25 @@ def test_windows_of_a_30_day_period() -> None:
     assert all(s.total == 0 for s in w.sums.values())
 
 
+def test_slos_without_events_share_zero_windows_until_their_first() -> None:
+    quiet, busy = SloWindows(30 * DAY), SloWindows(30 * DAY)
+    assert quiet.sums is busy.sums  # one read-only set of zeros for the period
+    assert quiet.snapshot() == ([-1, -1, -1], [b"", b"", b""])
+    busy.advance(T0)
+    assert busy.add(T0, 4, 1, T0)
+    assert busy.allocated and busy.sums is not quiet.sums
+    assert sums(busy, T0)["5m"] == (4, 1)
+    # The event went into busy's own windows only: quiet, and an SLO made later, still read zero.
+    assert set(sums(quiet, T0).values()) == {(0, 0)}
+    assert set(sums(SloWindows(30 * DAY), T0).values()) == {(0, 0)}
+    assert not quiet.allocated
+    # A restored snapshot gets windows of its own too.
+    restored = SloWindows(30 * DAY)
+    assert restored.restore(*busy.snapshot(), T0)
+    assert restored.sums is not quiet.sums and sums(restored, T0) == sums(busy, T0)
+    assert set(sums(quiet, T0).values()) == {(0, 0)}
+
+
 @pytest.mark.parametrize(
     ("window", "resolution", "seconds"),
     [
