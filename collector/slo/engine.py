@@ -338,7 +338,7 @@ class SloEngine:
             **alerting.labels,
             "severity": alert.severity,
             **own.labels,
-            "alertname": alerting.name,
+            "alertname": spec.alert_name,
             "slo": spec.name,
             "service": spec.service,
         }

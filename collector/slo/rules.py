@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeDumper as _SafeDumper  # type: ignore[assignment]
 
 from collector.slo.sloth import RAW_TOTAL, render_window
-from collector.slo.spec import SLOSpec, camel_case
+from collector.slo.spec import SLOSpec
 
 EVENTS_METRIC = "burnline_slo_events_total"
 SLI_ERROR_METRIC = "slo:sli_error:ratio_rate{window}"
@@ -118,11 +118,6 @@ def id_labels(slo: SLOSpec) -> dict[str, str]:
 
 def sli_error_metric(window: str) -> str:
     return SLI_ERROR_METRIC.format(window=window)
-
-
-def alert_name(slo: SLOSpec) -> str:
-    """alerting.name, or the SLO name in CamelCase ("checkout-availability" -> "CheckoutAvailability")."""
-    return slo.alerting.name or camel_case(slo.name)
 
 
 def native_sli_error_expr(slo_name: str, window: str) -> str:
@@ -286,7 +281,7 @@ def _alerts(slo: SLOSpec) -> list[dict[str, Any]]:
         }
         rules.append(
             {
-                "alert": alert_name(slo),
+                "alert": slo.alert_name,
                 "expr": _condition_expr(slo, quick, slow),
                 "labels": _sorted(labels),
                 "annotations": _sorted(annotations),
@@ -329,8 +324,8 @@ def _problems(slo: SLOSpec, seen_ids: dict[str, str]) -> list[str]:
                 problems.append(f"{name}: {where_key}: {key!r} is not a Prometheus label name")
             elif where_key == "labels" and key in RESERVED_LABELS:
                 problems.append(f"{name}: {where_key}: {key!r} is reserved for the generated rules")
-    if (slo.alerting.page.enabled or slo.alerting.ticket.enabled) and not _METRIC_NAME.match(alert_name(slo)):
-        problems.append(f"{name}: alert name {alert_name(slo)!r} is not a valid Prometheus alert name")
+    if (slo.alerting.page.enabled or slo.alerting.ticket.enabled) and not _METRIC_NAME.match(slo.alert_name):
+        problems.append(f"{name}: alert name {slo.alert_name!r} is not a valid Prometheus alert name")
     try:
         sli_error_expr(slo, "5m")
     except ValueError as exc:

@@ -166,7 +166,7 @@ def test_each_slo_gets_sloths_three_groups_and_rule_names() -> None:
         assert [a["labels"]["sloth_severity"] for a in alerts] == [
             severity for severity in ("page", "ticket") if getattr(spec.alerting, severity).enabled
         ]
-        assert {a["alert"] for a in alerts} <= {spec.alerting.name}
+        assert {a["alert"] for a in alerts} <= {spec.alert_name}
 
 
 def test_native_slis_sum_burnline_events_across_replicas_without_nan() -> None:

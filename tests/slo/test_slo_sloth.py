@@ -80,7 +80,7 @@ def test_a_sloth_file_becomes_prometheus_slis() -> None:
     assert availability.sli.kind == "prometheus"
     assert availability.sli.prometheus is not None
     assert availability.sli.prometheus.error_query == SPEC["slos"][0]["sli"]["events"]["error_query"]
-    assert availability.alerting.name == "MyServiceHighErrorRate"
+    assert availability.alert_name == "MyServiceHighErrorRate"
     assert availability.alerting.annotations == {"runbook": "https://runbooks.example/my"}
     assert availability.alerting.page.enabled and availability.alerting.ticket.enabled
     assert availability.alerting.page.labels == {"severity": "pageteam", "routing_key": "myteam"}

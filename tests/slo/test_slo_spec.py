@@ -80,13 +80,26 @@ def test_the_issue_shape_loads_with_defaults() -> None:
     assert first.error_budget_ratio == pytest.approx(0.001)
     assert first.period == 30 * 86400 and latency.period == 28 * 86400
     assert logs.period == 30 * 86400  # the default
-    assert first.alerting.name == "CheckoutAvailability"
-    assert logs.alerting.name == "CheckoutLogErrors"  # CamelCase of the name
+    assert first.alert_name == "CheckoutAvailability"
+    assert logs.alert_name == "CheckoutLogErrors"  # CamelCase of the name
     assert logs.alerting.page.enabled and logs.alerting.ticket.enabled
     assert first.source == "burnline.yaml"
     assert cfg.alerting.evaluation_interval == 5.0
     assert cfg.alerting.resend_delay == 60.0
     assert cfg.alerting.lateness == 300.0
+
+
+def test_slos_without_an_alerting_section_share_one_default() -> None:
+    base = {k: v for k, v in ISSUE_SLOS[1].items() if k != "alerting"}
+    named = {**base, "name": "named", "alerting": {"name": "OwnName", "page": {"enabled": False}}}
+    one, two, own = load_slos(
+        parse_config(config([{**base, "name": "one"}, {**base, "name": "two"}, named]), source="x")
+    )
+    assert one.alerting is two.alerting  # not a copy each: ten thousand SLOs kept 16MiB of them
+    assert (one.alert_name, two.alert_name) == ("One", "Two")
+    assert one.alerting.name == ""  # the shared default is never written to
+    assert own.alerting is not one.alerting
+    assert own.alert_name == "OwnName" and not own.alerting.page.enabled and one.alerting.page.enabled
 
 
 @pytest.mark.parametrize(
