@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from collector.config.model import Config
+from collector.config.yaml_text import load_yaml
 from collector.core.component import component_class, component_types, type_of
 from collector.core.model import Signal
 
@@ -293,7 +294,7 @@ def read_config_file(path: str | Path | None) -> tuple[dict[Any, Any], str]:
         except UnicodeDecodeError:
             raise ConfigError(source, ["the file is not UTF-8 text"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from collector.config.types import Duration, parse_duration
+from collector.config.yaml_text import load_yaml
 from collector.slo import policy
 from collector.slo.conditions import parse_comparison, parse_severity
 from collector.slo.selector import parse_selector
@@ -328,7 +329,7 @@ def load_slo_file(path: Path) -> tuple[list[SLOSpec], list[str]]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        data = load_yaml(path.read_text("utf-8"))
     except OSError as exc:
         return [], [f"cannot read the file: {exc.strerror or exc}"]
     except UnicodeDecodeError:
