@@ -76,13 +76,16 @@ def queued_on_disk(database: Path) -> int:
     schema). Blocking: call it from a thread; sqlite3.Error when the file cannot be read."""
     db = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
     try:
-        columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
-        if not _COLUMNS.issubset(columns):
+        if not _has_batches_table(db):
             return 0
         (records,) = db.execute("SELECT COALESCE(SUM(records), 0) FROM batches").fetchone()
         return int(records)
     finally:
         db.close()
+
+
+def _has_batches_table(db: sqlite3.Connection) -> bool:
+    return _COLUMNS.issubset(row[1] for row in db.execute("PRAGMA table_info(batches)"))
 
 
 def _worker_directories(queue_root: Path) -> list[tuple[int, Path]]:
@@ -156,8 +159,7 @@ def _prepare(orphan: Path) -> None:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:
             raise _NotAdoptable(f"schema version {version}, this version reads {SCHEMA_VERSION}")
-        columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
-        if not _COLUMNS.issubset(columns):
+        if not _has_batches_table(db):
             raise _NotAdoptable("no batches table of the queue's schema")
         problems = [row[0] for row in db.execute("PRAGMA quick_check")]
         if problems != ["ok"]:

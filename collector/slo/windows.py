@@ -108,9 +108,8 @@ class SloWindows:
     def allocated(self) -> bool:
         return self._tiers is not None
 
-    def _own_windows(self) -> list[_Tier]:
-        """This SLO's own tiers and window sums (rings not yet allocated)."""
-        tiers = _new_tiers(self.period)
+    def _own_windows(self, tiers: list[_Tier]) -> list[_Tier]:
+        """Takes ``tiers`` (rings not yet allocated) and window sums of its own."""
         self.sums = _window_sums(self.period, tiers)
         self._by_tier = [[w for w in self.sums.values() if w.tier == i] for i in range(3)]
         self._tiers = tiers
@@ -155,7 +154,7 @@ class SloWindows:
             tier.current = current
 
     def _allocate(self, now: float) -> list[_Tier]:
-        tiers = self._own_windows()
+        tiers = self._own_windows(_new_tiers(self.period))
         for tier, sums in zip(tiers, self._by_tier, strict=True):
             tier.counts = array("d", bytes(16 * tier.size))
             tier.current = int(now // tier.resolution)
@@ -209,9 +208,11 @@ class SloWindows:
             return False
         if not any(rings):
             return True
-        if any(len(r) != 16 * t.size for r, t in zip(rings, _new_tiers(self.period), strict=True)):
+        tiers = self._tiers if self._tiers is not None else _new_tiers(self.period)
+        if any(len(r) != 16 * t.size for r, t in zip(rings, tiers, strict=True)):
             return False
-        tiers = self._tiers if self._tiers is not None else self._own_windows()
+        if self._tiers is None:
+            self._own_windows(tiers)
         for tier, sums, current, ring in zip(tiers, self._by_tier, currents, rings, strict=True):
             counts = array("d")
             counts.frombytes(ring)
