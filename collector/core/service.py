@@ -315,7 +315,7 @@ class Service:
         """Makes ``engine`` the one /metrics and the status API show."""
         if self._slo_exposition in self.telemetry.extra_expositions:
             self.telemetry.extra_expositions.remove(self._slo_exposition)
-        self._slo_exposition = SloMetrics(engine).exposition_async
+        self._slo_exposition = SloMetrics(engine).exposition_parts
         self.telemetry.extra_expositions.append(self._slo_exposition)
         self.admin.slos = engine
         self.slo_engine = engine

@@ -8,7 +8,7 @@ Counters are per component and signal, as the OpenTelemetry Collector's ``otelco
 from __future__ import annotations
 
 import platform
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -184,8 +184,9 @@ class Telemetry:
         )
         self.config_reload_success_timestamp.set_to_current_time()
 
-        # Writers of further text-format families (the SLO engine's, computed at scrape time).
-        self.extra_expositions: list[Callable[[], Awaitable[bytes]]] = []
+        # Writers of further text-format families (the SLO engine's, computed at scrape time), each
+        # in parts.
+        self.extra_expositions: list[Callable[[], AsyncIterator[bytes]]] = []
 
     def status_registry(self) -> MetricFamilies:
         """What the status page's pipeline section reads (a supervisor's: its workers' metrics)."""
@@ -195,6 +196,13 @@ class Telemetry:
         """The registry's metrics (without the extra writers'; see ``full_exposition``)."""
         return generate_latest(self.registry)
 
+    async def exposition_parts(self) -> AsyncIterator[bytes]:
+        """Everything /metrics serves, in parts: the registry, then each extra writer's families."""
+        yield self.exposition()
+        for write in list(self.extra_expositions):
+            async for part in write():
+                yield part
+
     async def full_exposition(self) -> bytes:
-        """Everything /metrics serves: the registry, then each extra writer's families."""
-        return b"".join([self.exposition(), *[await write() for write in self.extra_expositions]])
+        """``exposition_parts``, whole."""
+        return b"".join([part async for part in self.exposition_parts()])

@@ -11,16 +11,16 @@ Nothing is updated per event or per evaluation: the values are read when Prometh
 - ``burnline_slo_late_events_total{slo}``: events older than ``lateness``, not counted.
 
 Two ways out, with the same samples: ``SloMetrics`` is a prometheus-client collector (for a
-registry), and ``SloMetrics.exposition()`` writes the text format directly, which the admin server
-uses: ~15 series per SLO make 150,000 lines for 10,000 SLOs, which prometheus-client's generic
-writer takes seconds to format and this one a fraction of that.
+registry), and ``SloMetrics.exposition_parts()`` writes the text format directly, in parts, which the
+admin server sends as they come: ~15 series per SLO make 150,000 lines for 10,000 SLOs, which
+prometheus-client's generic writer takes seconds to format and this one a fraction of that.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -123,14 +123,13 @@ class SloMetrics(Collector):
         """The same samples in Prometheus text format 0.0.4, written directly."""
         return "".join(self._pieces()).encode()
 
-    async def exposition_async(self) -> bytes:
-        """As ``exposition``, giving the event loop back every CHUNK SLOs (10,000 SLOs take a
-        while to write, and the pipelines must not wait that long)."""
-        pieces = []
+    async def exposition_parts(self) -> AsyncIterator[bytes]:
+        """As ``exposition``, in parts of up to CHUNK SLOs, giving the event loop back between two:
+        10,000 SLOs take a while to write, and the pipelines must not wait that long; and written
+        out part by part, their 9MB of text is never held whole."""
         for piece in self._pieces():
-            pieces.append(piece)
+            yield piece.encode()
             await asyncio.sleep(0)
-        return "".join(pieces).encode()
 
     def _pieces(self) -> Iterator[str]:
         self.engine.advance()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
@@ -133,12 +133,14 @@ class MergedTelemetry(Telemetry):
         self._workers_summed = summed(workers.values())
         return workers
 
-    async def full_exposition(self) -> bytes:
+    async def exposition_parts(self) -> AsyncIterator[bytes]:
         workers = await self._worker_texts()
-        extra: list[Awaitable[bytes]] = [write() for write in self.extra_expositions]
         # The registry's families merge with the workers' (the same names); the SLO engine's are
         # the supervisor's alone and follow as they are.
-        return merge(self.exposition(), workers) + b"".join(await asyncio.gather(*extra))
+        yield merge(self.exposition(), workers)
+        for write in list(self.extra_expositions):
+            async for part in write():
+                yield part
 
     async def close(self) -> None:
         if self._refresher is not None:

@@ -521,3 +521,18 @@ def test_a_match_without_service_name_watches_the_slos_own_service_only() -> Non
     status = {s["name"]: s["events"] for s in engine.status()}
     assert (status["own"]["good"], status["own"]["bad"]) == (3, 1)
     assert (status["every"]["good"], status["every"]["bad"]) == (8, 6)
+
+
+async def test_exposition_in_parts_is_the_whole_text() -> None:
+    from collector.slo.metrics import CHUNK
+
+    clock = Clock()
+    count = 2 * CHUNK + 1  # three parts per family
+    engine = engine_for(*(log_slo(f"slo-{i}") for i in range(count)), clock=clock)
+    engine.observe(logs(clock, good=90, bad=10))
+    engine.evaluate()
+    metrics = SloMetrics(engine)
+    parts = [part async for part in metrics.exposition_parts()]
+    assert b"".join(parts) == metrics.exposition()
+    assert len(parts) == 6 * 4  # per family: its HELP and TYPE, then three parts of SLOs
+    assert max(len(part) for part in parts) < len(metrics.exposition()) / 3

@@ -158,10 +158,12 @@ async def test_full_exposition_reads_every_worker_and_leaves_out_a_failing_one(
         telemetry = MergedTelemetry(lambda: dict(endpoints))
         extra_calls = 0
 
-        async def slo_exposition() -> bytes:
+        async def slo_exposition() -> AsyncIterator[bytes]:
             nonlocal extra_calls
             extra_calls += 1
-            return SLO_TEXT
+            half = len(SLO_TEXT) // 2
+            yield SLO_TEXT[:half]
+            yield SLO_TEXT[half:]
 
         telemetry.extra_expositions.append(slo_exposition)
         telemetry.accepted.labels("forward", "logs").inc(3)
