@@ -33,16 +33,22 @@ def _admin_url(args: argparse.Namespace) -> str:
 def status(args: argparse.Namespace) -> int:
     from collector.slo.status import StatusError, fetch_status, render
 
+    params = {
+        key: str(value).lower() if isinstance(value, bool) else str(value)
+        for key in ("service", "name", "firing", "sort", "limit")
+        if (value := getattr(args, key)) is not None and value is not False
+    }
     try:
         url = _admin_url(args)
-        slos = fetch_status(url, timeout=args.timeout)
+        answer = fetch_status(url, timeout=args.timeout, params=params)
     except (ConfigError, StatusError) as exc:
         print(f"burnline slo status: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        sys.stdout.write(json.dumps({"slos": slos}, indent=2) + "\n")
+        document = {"total": answer.total, "matched": answer.matched, "slos": answer.slos}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        sys.stdout.write(render(slos))
+        sys.stdout.write(render(answer.slos, narrowed=bool(params.keys() - {"sort"})) + answer.footer())
     return 0
 
 
@@ -79,10 +85,20 @@ def add_parser(subparsers: Any) -> None:
     st = sub.add_parser(
         "status",
         help="every SLO's objective, SLI, burn rates, budget and alerts (from a running burnline)",
-        description="Asks a running burnline's admin server (/api/v1/slos) for the state of every SLO.",
+        description="Asks a running burnline's admin server (/api/v1/slos) for the state of every SLO, "
+        "or of those the filters select.",
     )
     st.add_argument("-c", "--config", help="config file: its service.admin.endpoint is asked")
     st.add_argument("--admin", metavar="HOST:PORT", help="the admin server to ask (overrides -c)")
+    st.add_argument("--service", help="only SLOs of this service (* ? [] are wildcards)")
+    st.add_argument("--name", help="only SLOs of this name (* ? [] are wildcards)")
+    st.add_argument("--firing", action="store_true", help="only SLOs with a page or ticket alert firing")
+    st.add_argument(
+        "--sort",
+        choices=("config", "budget"),
+        help="configuration order (the default) or lowest error budget first",
+    )
+    st.add_argument("--limit", type=int, metavar="N", help="at most N SLOs")
     st.add_argument("--json", action="store_true", help="the API's JSON instead of the table")
     st.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer (default 10)")
     st.set_defaults(func=status)

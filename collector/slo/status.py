@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -17,13 +20,33 @@ class StatusError(Exception):
     """The admin API could not be read; the message says why."""
 
 
-def fetch_status(admin_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class SloList:
+    slos: list[dict[str, Any]]
+    total: int  # SLOs the burnline has
+    matched: int  # SLOs the filters selected (slos holds up to the limit of them)
+
+    def footer(self) -> str:
+        """A line saying what was left out, or nothing when the list is every SLO."""
+        shown = len(self.slos)
+        if shown == self.total or self.matched == 0:
+            return ""
+        if self.matched == self.total:
+            return f"{shown:,} of {self.total:,} SLOs shown\n"
+        return f"{shown:,} of {self.matched:,} matching SLOs shown ({self.total:,} in all)\n"
+
+
+def fetch_status(admin_url: str, timeout: float = 10.0, params: Mapping[str, str] | None = None) -> SloList:
+    """The SLO list of a running burnline; ``params`` are the API's filters (service, name, firing,
+    sort, limit)."""
     url = admin_url.rstrip("/") + "/api/v1/slos"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = json.load(response)
     except urllib.error.HTTPError as exc:
-        raise StatusError(f"{url} answered {exc.code} {exc.reason}") from None
+        raise StatusError(f"{url} answered {exc.code} {exc.reason}{_problem(exc)}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise StatusError(f"cannot reach burnline's admin server at {url}: {reason}") from None
@@ -32,7 +55,22 @@ def fetch_status(admin_url: str, timeout: float = 10.0) -> list[dict[str, Any]]:
     slos = data.get("slos") if isinstance(data, dict) else None
     if not isinstance(slos, list):
         raise StatusError(f"{url} did not answer an SLO list (is this burnline's admin port?)")
-    return slos
+    # A burnline from before the filters answers the list alone: every SLO.
+    total, matched = data.get("total", len(slos)), data.get("matched", len(slos))
+    return SloList(
+        slos,
+        total if isinstance(total, int) else len(slos),
+        matched if isinstance(matched, int) else len(slos),
+    )
+
+
+def _problem(exc: urllib.error.HTTPError) -> str:
+    """The admin API's own words for a refused request (``{"error": ...}``), when it gave them."""
+    try:
+        error = json.loads(exc.read(4096)).get("error")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f": {error}" if isinstance(error, str) else ""
 
 
 def _percent(value: float | None, digits: int = 3) -> str:
@@ -43,10 +81,10 @@ def _rate(value: float) -> str:
     return f"{value:.2f}" if value < 1000 else f"{value:.3g}"
 
 
-def render(slos: list[dict[str, Any]]) -> str:
+def render(slos: list[dict[str, Any]], narrowed: bool = False) -> str:
     """The human table of ``burnline slo status``."""
     if not slos:
-        return "no SLOs configured\n"
+        return "no SLO matches\n" if narrowed else "no SLOs configured\n"
     lines: list[str] = []
     for slo in slos:
         alerts = slo.get("alerts", {})

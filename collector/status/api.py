@@ -15,6 +15,7 @@ from aiohttp import web
 
 from collector.status.openapi import document
 from collector.status.pipeline import snapshot
+from collector.status.slo_query import MAX_SLO_LIMIT, select, slo_query
 from collector.status.sources import StatusSources
 from collector.status.store import (
     LocalStore,
@@ -46,9 +47,7 @@ def error(message: str, status: int, parameter: str | None = None) -> web.Respon
     return json_response(body, status)
 
 
-def by_budget(slos: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lowest error budget first (the SLO in most trouble on top), then by name."""
-    return sorted(slos, key=lambda s: (float(s.get("error_budget_remaining", 1.0)), str(s.get("name", ""))))
+_INDENT = b"    "  # an SLO's depth in the list document
 
 
 class StatusApi:
@@ -68,10 +67,32 @@ class StatusApi:
     async def openapi(self, _: web.Request) -> web.Response:
         return web.Response(body=self._openapi, content_type="application/json")
 
-    async def slos(self, _: web.Request) -> web.Response:
+    async def slos(self, request: web.Request) -> web.StreamResponse:
+        try:
+            # Config order and every SLO unless asked, as `burnline slo status` prints them.
+            q = slo_query(request.query, sort="config", limit=None, max_limit=MAX_SLO_LIMIT)
+        except ParamError as exc:
+            return error(str(exc), 400, exc.name)
         engine = self.sources.slo_status()
-        # Config order, as `burnline slo status` prints them (the status page sorts by budget).
-        return json_response({"slos": await engine.status_async() if engine is not None else []})
+        states = engine.states if engine is not None else []
+        selected, matched = await select(states, q, engine.clock() if engine is not None else 0.0)
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        # The document json_response would write, in pieces: 10,000 SLOs are 24MB of JSON, which
+        # neither needs to be held whole nor encoded in one go while every receiver waits.
+        await response.write(b'{\n  "total": %d,\n  "matched": %d,\n  "slos": [' % (len(states), matched))
+        first = True
+        if engine is not None and selected:
+            async for part in engine.status_chunks(selected):
+                items = b",\n".join(
+                    _INDENT + orjson.dumps(s, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + _INDENT)
+                    for s in part
+                )
+                await response.write((b"\n" if first else b",\n") + items)
+                first = False
+        await response.write(b"]\n}\n" if first else b"\n  ]\n}\n")
+        await response.write_eof()
+        return response
 
     async def slo(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from collector.status.slo_query import MAX_SLO_LIMIT, SORTS
 from collector.status.store import (
     LEVELS,
     MAX_LOGS,
@@ -321,16 +322,49 @@ def document() -> dict[str, Any]:
             "/api/v1/slos": {
                 "get": {
                     "operationId": "listSlos",
-                    "summary": "every SLO, in configuration order",
+                    "summary": "the SLOs the parameters select (every SLO, in configuration order, without)",
+                    "parameters": [
+                        _text_param("service", "the SLO's service; * ? and [] are wildcards"),
+                        _text_param("name", "the SLO's name; * ? and [] are wildcards"),
+                        {
+                            "name": "firing",
+                            "in": "query",
+                            "required": False,
+                            "description": "true: only SLOs with a page or ticket alert firing",
+                            "schema": {"type": "boolean"},
+                        },
+                        {
+                            "name": "sort",
+                            "in": "query",
+                            "required": False,
+                            "description": "config: configuration order; budget: lowest error budget first",
+                            "schema": {"type": "string", "enum": list(SORTS), "default": "config"},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "description": "at most this many (default: every SLO selected)",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SLO_LIMIT},
+                        },
+                    ],
                     "responses": {
                         "200": _ok(
                             "the SLOs",
                             {
                                 "type": "object",
-                                "required": ["slos"],
-                                "properties": {"slos": {"type": "array", "items": _ref("Slo")}},
+                                "required": ["total", "matched", "slos"],
+                                "properties": {
+                                    "total": {"type": "integer", "description": "SLOs configured"},
+                                    "matched": {
+                                        "type": "integer",
+                                        "description": "SLOs the filters select (slos: up to limit of them)",
+                                    },
+                                    "slos": {"type": "array", "items": _ref("Slo")},
+                                },
                             },
-                        )
+                        ),
+                        "400": _error("a query parameter is invalid (the error names it)"),
                     },
                 }
             },

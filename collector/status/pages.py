@@ -1,7 +1,8 @@
 """The status pages, server-rendered HTML on the admin port (read-only, nothing loaded from elsewhere).
 
-- ``/status``: firing alerts, every SLO by budget remaining (objective, SLI, burn rate per window
-  against its thresholds, budget left, alert states), and pipeline health;
+- ``/status``: every firing alert, the SLOs with the least budget left (objective, SLI, burn rate per
+  window against its thresholds, budget left, alert states; 100 unless asked, narrowed by a form:
+  collector/status/slo_query.py), and pipeline health;
 - ``/status/slos/{name}``: one SLO with a burn-rate chart per window and its budget burn-down;
 - ``/status/logs``: the local store's newest logs, searchable by service, namespace, level and text;
 - ``/status/traces``: recent traces; ``/status/traces/{trace_id}``: a span waterfall and its logs.
@@ -12,11 +13,12 @@ A bad search parameter is answered 400 with the form and the problem; nothing he
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 
 from collector.status import history
-from collector.status.api import NO_LOCAL_EXPORTER, by_budget
+from collector.status.api import NO_LOCAL_EXPORTER
 from collector.status.charts import Threshold, line_chart
 from collector.status.html import (
     CONTENT_SECURITY_POLICY,
@@ -31,13 +33,18 @@ from collector.status.html import (
 from collector.status.pipeline import snapshot
 from collector.status.pipeline_html import pipeline_section
 from collector.status.slo_html import (
+    MAX_STATUS_ROWS,
+    STATUS_ROWS,
     alert_cells,
     budget_css,
     firing_list,
     objective,
+    shown_note,
+    slo_form,
     slo_table,
     window_factors,
 )
+from collector.status.slo_query import SLO_PARAMS, SloQuery, select, slo_query
 from collector.status.sources import StatusSources
 from collector.status.store import (
     LOG_PARAMS,
@@ -78,14 +85,35 @@ class StatusPages:
         app.router.add_get("/status/traces", self.traces)
         app.router.add_get("/status/traces/{trace_id}", self.trace)
 
-    async def status(self, _: web.Request) -> web.Response:
+    async def status(self, request: web.Request) -> web.Response:
+        params = {k: v for k, v in request.query.items() if k in SLO_PARAMS and v != ""}
+        try:
+            q = slo_query(params, sort="budget", limit=STATUS_ROWS, max_limit=MAX_STATUS_ROWS)
+        except ParamError as exc:
+            body = f'<h1>Service level objectives</h1>{slo_form(params)}<p class="notice over">{esc(exc)}</p>'
+            return html_response(page("Status", body, active="/status"), 400)
         engine = self.sources.slo_status()
-        slos = by_budget(await engine.status_async()) if engine is not None else []
+        slos: list[dict[str, Any]] = []
+        firing: list[dict[str, Any]] = []
+        total = matched = firing_matched = 0
+        if engine is not None:
+            states, now = engine.states, engine.clock()
+            total = len(states)
+            # Every firing SLO is listed on top, whatever the table shows: a filter narrows the
+            # table, never hides a page.
+            firing_states, firing_matched = await select(
+                states, SloQuery(firing=True, sort="budget", limit=MAX_STATUS_ROWS), now
+            )
+            selected, matched = await select(states, q, now)
+            firing = [s async for part in engine.status_chunks(firing_states) for s in part]
+            slos = [s async for part in engine.status_chunks(selected) for s in part]
         health = snapshot(self.sources.sampler, self.sources.service())
         body = (
             "<h1>Service level objectives</h1>"
-            + firing_list(slos)
-            + slo_table(slos)
+            + firing_list(firing, firing_matched - len(firing))
+            + (slo_form(params) if total > 0 else "")
+            + shown_note(len(slos), matched, total, q.narrowed(), q.sort == "budget")
+            + slo_table(slos, narrowed=q.narrowed())
             + '<p class="muted">Burn rates in red are above an alert condition\'s factor '
             "(hover for the factors); "
             "an alert fires when both windows of a condition are above it.</p>" + pipeline_section(health)

@@ -14,6 +14,11 @@ from collector.status.html import (
     percent,
     table,
 )
+from collector.status.slo_query import SORTS
+from collector.status.store_html import choice_input, text_input
+
+STATUS_ROWS = 100  # SLOs the status page lists unless asked for more
+MAX_STATUS_ROWS = 1000  # and at most (the API gives any number)
 
 
 def window_factors(slo: Mapping[str, Any]) -> dict[str, list[tuple[str, float]]]:
@@ -43,7 +48,9 @@ def alert_cells(slo: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def slo_table(slos: list[dict[str, Any]]) -> str:
+def slo_table(slos: list[dict[str, Any]], *, narrowed: bool = False) -> str:
+    if not slos and narrowed:
+        return '<p class="empty">No SLO matches.</p>'
     if not slos:
         return '<p class="empty">No SLOs are configured (<code>slos:</code> or <code>slo_files:</code>).</p>'
     windows = sorted({w for slo in slos for w in window_factors(slo)}, key=window_seconds)
@@ -82,7 +89,32 @@ def slo_table(slos: list[dict[str, Any]]) -> str:
     return table(headers, rows, css="slos")
 
 
-def firing_list(slos: list[dict[str, Any]]) -> str:
+def slo_form(params: Mapping[str, str]) -> str:
+    return (
+        '<form class="search" method="get" action="/status">'
+        + text_input("service", "service", params, "checkout or check*")
+        + text_input("name", "SLO", params, "name or glob")
+        + choice_input("firing", "firing", ("", "true"), params)
+        + choice_input("sort", "order", SORTS[::-1], params)
+        + text_input("limit", "rows", params, str(STATUS_ROWS))
+        + '<button type="submit">Show</button></form>'
+    )
+
+
+def shown_note(shown: int, matched: int, total: int, narrowed: bool, by_budget: bool) -> str:
+    """What the table holds of what was asked, when that is not simply every SLO."""
+    if shown == total:
+        return ""
+    order = ", lowest error budget first" if by_budget else ", in configuration order"
+    if narrowed:
+        showing = f"; showing {shown:,}{order}" if shown < matched else ""
+        text = f"{matched:,} of {total:,} SLOs match{showing}."
+    else:
+        text = f"Showing {shown:,} of {total:,} SLOs{order}. Narrow them down above, or ask for more rows."
+    return f'<p class="muted" id="shown">{esc(text)}</p>'
+
+
+def firing_list(slos: list[dict[str, Any]], more: int = 0) -> str:
     firing = [
         (slo, severity, info)
         for slo in slos
@@ -98,4 +130,5 @@ def firing_list(slos: list[dict[str, Any]]) -> str:
         f"{esc(percent(float(slo['error_budget_remaining']), 1))}</li>"
         for slo, severity, info in firing
     )
-    return f'<ul id="alerts" class="alerts">{items}</ul>'
+    rest = f'<li class="muted">and {more:,} more SLOs with an alert firing</li>' if more else ""
+    return f'<ul id="alerts" class="alerts">{items}{rest}</ul>'

@@ -7,7 +7,7 @@ construction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,12 +18,19 @@ from exporters.local.exporter import LocalExporter
 
 
 class SloStatus(Protocol):
+    clock: Callable[[], float]
+
     def status(self, name: str | None = None) -> list[dict[str, Any]]: ...
 
-    async def status_async(self) -> list[dict[str, Any]]: ...
+    def status_chunks(
+        self, states: list[SloState], chunk: int = ...
+    ) -> AsyncIterator[list[dict[str, Any]]]: ...
 
     @property
     def slos(self) -> dict[str, Any]: ...
+
+    @property
+    def states(self) -> list[SloState]: ...
 
 
 @dataclass(slots=True)

@@ -51,6 +51,7 @@ BOOLEANS = {"true": True, "false": False}
 
 LOG_PARAMS = ("since", "until", "service", "namespace", "pod", "level", "q", "trace_id", "limit")
 _T = TypeVar("_T")
+_L = TypeVar("_L", bound=int | None)
 
 TRACE_PARAMS = ("since", "until", "service", "namespace", "pod", "errors", "min_duration", "limit")
 
@@ -64,7 +65,7 @@ class ParamError(ValueError):
         self.problem = problem
 
 
-def _text(params: Mapping[str, str], name: str) -> str | None:
+def text_param(params: Mapping[str, str], name: str) -> str | None:
     """A text filter; empty is no filter."""
     value = params.get(name)
     if value is None or value.strip() == "":
@@ -104,7 +105,7 @@ def _time(params: Mapping[str, str], name: str, now_ns: int, default: str | None
     return min(max(ns, 0), 2**63 - 1)
 
 
-def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
+def limit_param(params: Mapping[str, str], default: _L, maximum: int) -> int | _L:
     value = params.get("limit")
     if value is None:
         return default
@@ -119,14 +120,14 @@ def parse_trace_id(value: str, name: str = "trace_id") -> str:
     return value.lower()
 
 
-def _unknown(params: Mapping[str, str], known: tuple[str, ...]) -> None:
+def reject_unknown(params: Mapping[str, str], known: tuple[str, ...]) -> None:
     for name in params:
         if name not in known:
             raise ParamError(name, f"unknown parameter (known: {', '.join(known)})")
 
 
 def log_query(params: Mapping[str, str], now_ns: int) -> LogQuery:
-    _unknown(params, LOG_PARAMS)
+    reject_unknown(params, LOG_PARAMS)
     level = params.get("level")
     min_severity = None
     if level is not None:
@@ -137,18 +138,18 @@ def log_query(params: Mapping[str, str], now_ns: int) -> LogQuery:
     return LogQuery(
         since_ns=_time(params, "since", now_ns, "1h"),
         until_ns=_time(params, "until", now_ns, None),
-        service=_text(params, "service"),
-        namespace=_text(params, "namespace"),
-        pod=_text(params, "pod"),
+        service=text_param(params, "service"),
+        namespace=text_param(params, "namespace"),
+        pod=text_param(params, "pod"),
         min_severity=min_severity,
-        grep=_text(params, "q"),
+        grep=text_param(params, "q"),
         trace_id=None if trace_id is None else parse_trace_id(trace_id),
-        limit=_limit(params, 100, MAX_LOGS),
+        limit=limit_param(params, 100, MAX_LOGS),
     )
 
 
 def trace_query(params: Mapping[str, str], now_ns: int) -> TraceQuery:
-    _unknown(params, TRACE_PARAMS)
+    reject_unknown(params, TRACE_PARAMS)
     errors = params.get("errors", "false")
     if errors not in BOOLEANS:
         raise ParamError("errors", f"{errors[:20]!r} is not true or false")
@@ -160,12 +161,12 @@ def trace_query(params: Mapping[str, str], now_ns: int) -> TraceQuery:
     return TraceQuery(
         since_ns=_time(params, "since", now_ns, "1h"),
         until_ns=_time(params, "until", now_ns, None),
-        service=_text(params, "service"),
-        namespace=_text(params, "namespace"),
-        pod=_text(params, "pod"),
+        service=text_param(params, "service"),
+        namespace=text_param(params, "namespace"),
+        pod=text_param(params, "pod"),
         errors_only=BOOLEANS[errors],
         min_duration_ns=min_ns,
-        limit=_limit(params, 20, MAX_TRACES),
+        limit=limit_param(params, 20, MAX_TRACES),
     )
 
 

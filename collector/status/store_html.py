@@ -21,7 +21,7 @@ from collector.status.html import (
 LEVEL_CHOICES = ("", *(level.name.lower() for level in Severity if level > Severity.TRACE))
 
 
-def _input(name: str, label: str, params: Mapping[str, str], placeholder: str = "") -> str:
+def text_input(name: str, label: str, params: Mapping[str, str], placeholder: str = "") -> str:
     value = params.get(name, "")
     return (
         f'<label>{esc(label)}<input name="{esc(name)}" value="{esc(value)}" placeholder="{esc(placeholder)}">'
@@ -29,7 +29,7 @@ def _input(name: str, label: str, params: Mapping[str, str], placeholder: str = 
     )
 
 
-def _select(name: str, label: str, choices: tuple[str, ...], params: Mapping[str, str]) -> str:
+def choice_input(name: str, label: str, choices: tuple[str, ...], params: Mapping[str, str]) -> str:
     current = params.get(name, "")
     options = "".join(
         f'<option value="{esc(c)}"{" selected" if c == current else ""}>{esc(c or "any")}</option>'
@@ -41,12 +41,12 @@ def _select(name: str, label: str, choices: tuple[str, ...], params: Mapping[str
 def log_form(params: Mapping[str, str]) -> str:
     return (
         '<form class="search" method="get" action="/status/logs">'
-        + _input("service", "service", params)
-        + _input("namespace", "namespace", params)
-        + _select("level", "level ≥", LEVEL_CHOICES, params)
-        + _input("q", "text", params, "body contains")
-        + _input("since", "since", params, "1h")
-        + _input("limit", "limit", params, "100")
+        + text_input("service", "service", params)
+        + text_input("namespace", "namespace", params)
+        + choice_input("level", "level ≥", LEVEL_CHOICES, params)
+        + text_input("q", "text", params, "body contains")
+        + text_input("since", "since", params, "1h")
+        + text_input("limit", "limit", params, "100")
         + '<button type="submit">Search</button></form>'
     )
 
@@ -54,12 +54,12 @@ def log_form(params: Mapping[str, str]) -> str:
 def trace_form(params: Mapping[str, str]) -> str:
     return (
         '<form class="search" method="get" action="/status/traces">'
-        + _input("service", "service", params)
-        + _input("namespace", "namespace", params)
-        + _select("errors", "errors", ("", "true"), params)
-        + _input("min_duration", "min duration", params, "250ms")
-        + _input("since", "since", params, "1h")
-        + _input("limit", "limit", params, "20")
+        + text_input("service", "service", params)
+        + text_input("namespace", "namespace", params)
+        + choice_input("errors", "errors", ("", "true"), params)
+        + text_input("min_duration", "min duration", params, "250ms")
+        + text_input("since", "since", params, "1h")
+        + text_input("limit", "limit", params, "20")
         + '<button type="submit">Search</button></form>'
     )
 

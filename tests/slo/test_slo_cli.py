@@ -3,6 +3,8 @@ accepts, clear errors for bad input and an unreachable burnline."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -120,3 +122,40 @@ def test_the_burnline_command_has_slo_and_validate_reads_slo_files(
     (tmp_path / "slos" / "bad.yaml").unlink()
     assert main(["slo", "rules", "-c", str(config)]) == 0
     assert "slo:sli_error:ratio_rate5m" in capsys.readouterr().out
+
+
+async def test_status_filters_and_says_what_it_left_out(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.status.test_slo_query import admin_client, burning_engine
+
+    engine, _ = burning_engine()  # 250 SLOs; svc-3's 25 burn and page
+    async with admin_client(engine) as client:
+        admin = f"{client.host}:{client.port}"
+
+        def status(*flags: str) -> tuple[int, str, str]:
+            code = cli.main(["status", "--admin", admin, *flags])
+            out, err = capsys.readouterr()
+            return code, out, err
+
+        code, out, _ = await asyncio.to_thread(
+            status, "--service", "svc-3", "--sort", "budget", "--limit", "2"
+        )
+        assert code == 0
+        assert [line.split()[0] for line in out.splitlines() if "service=" in line] == ["slo-003", "slo-013"]
+        assert out.endswith("2 of 25 matching SLOs shown (250 in all)\n")
+
+        code, out, _ = await asyncio.to_thread(status, "--firing", "--json")
+        document = json.loads(out)
+        assert code == 0 and (document["total"], document["matched"], len(document["slos"])) == (250, 25, 25)
+
+        code, out, _ = await asyncio.to_thread(status, "--name", "nothing-*")
+        assert (code, out) == (0, "no SLO matches\n")
+
+        code, out, _ = await asyncio.to_thread(status, "--limit", "3")
+        assert code == 0 and out.count("service=") == 3 and out.endswith("3 of 250 SLOs shown\n")
+
+        # What the API refuses, it names; the command says so.
+        code, _, err = await asyncio.to_thread(status, "--limit", "0")
+        assert code == 1 and "answered 400 Bad Request: query parameter 'limit'" in err
+
+        code, out, _ = await asyncio.to_thread(status)
+        assert code == 0 and out.count("service=") == 250 and "shown" not in out
