@@ -38,6 +38,7 @@ from collector.core.component import (
 )
 from collector.core.gc_tuning import tune_for_streaming
 from collector.core.in_flight import InFlight
+from collector.core.loop_lag import LoopLagMonitor
 from collector.core.memory_limiter import MemoryLimiter
 from collector.core.model import Batch, Signal
 from collector.core.pipeline import Pipeline, ReceiverConsumer
@@ -121,6 +122,7 @@ class Service:
         self.memory_limiter = MemoryLimiter(
             config.service.memory_limiter, self.telemetry, share=self.worker.count
         )
+        self.loop_lag = LoopLagMonitor(self.telemetry.loop_lag)
         limits = config.service.memory_limiter
         self.in_flight = InFlight(
             limits.max_in_flight,
@@ -185,6 +187,7 @@ class Service:
         check_data_dir(self.data_dir, self.variables)
         try:
             self.memory_limiter.start()
+            self.loop_lag.start()
             await self._start_exporters()
             await self._start_slo_engine(load_slos(self.config))
             await self._start_processors()
@@ -200,6 +203,7 @@ class Service:
             await self._stop_started(grace=0.0)
             await self._stop_slo_engine()
             await self.memory_limiter.stop()
+            await self.loop_lag.stop()
             raise
         log.info(
             "burnline started: %d receiver(s), %d exporter(s), %d pipeline(s); admin on %s:%d",
@@ -440,6 +444,7 @@ class Service:
             await self._stop_slo_engine()
             await self.admin.stop()
             await self.memory_limiter.stop()
+            await self.loop_lag.stop()
             self._stopped.set()
             return lost
 

@@ -11,10 +11,11 @@ import platform
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.metrics_core import Metric
 
 from collector import __version__
+from collector.core.loop_lag import LAG_BUCKETS
 
 # Export round trips range from a local SQLite commit (~1 ms) to a slow remote bulk (tens of s).
 EXPORT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -183,6 +184,17 @@ class Telemetry:
             registry=r,
         )
         self.config_reload_success_timestamp.set_to_current_time()
+
+        # Saturation (collector/core/loop_lag.py): how late the event loop ran what was due, and
+        # the standard process_* series (CPU seconds, resident memory, open file descriptors).
+        self.loop_lag = Histogram(
+            "burnline_event_loop_lag_seconds",
+            "How much later than due the event loop ran a timer, sampled every 100ms: rising when the"
+            " process needs more CPU than it gets.",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        ProcessCollector(registry=r)
 
         # Writers of further text-format families (the SLO engine's, computed at scrape time), each
         # in parts.

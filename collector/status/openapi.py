@@ -217,6 +217,15 @@ SCHEMAS: dict[str, Any] = {
                     "refusing": {"type": "boolean"},
                 },
             },
+            "event_loop": {
+                "type": "object",
+                "description": "how late the event loop ran timers over the rate window: high when the"
+                " process needs more CPU than it gets",
+                "properties": {
+                    "lag_p50_seconds": NUMBER_OR_NULL,
+                    "lag_p99_seconds": NUMBER_OR_NULL,
+                },
+            },
         },
     },
     "LogRecord": {

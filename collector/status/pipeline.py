@@ -18,6 +18,7 @@ value, which can hold credentials.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -38,6 +39,8 @@ EXPORTER_REASONED = {
     "burnline_records_dropped": "dropped",
     "burnline_export_retries": "retries",
 }
+
+LOOP_LAG = "burnline_event_loop_lag_seconds"
 
 Counters = dict[tuple[str, str, str], float]  # (key, component, signal) -> value
 Gauges = dict[tuple[str, str], float]  # (family, component or label) -> value
@@ -84,6 +87,11 @@ def read(registry: MetricFamilies) -> tuple[Counters, Gauges, dict[str, dict[str
                     by = reasons.setdefault(f"{key}:{component}", {})
                     reason = sample.labels.get("reason", "")
                     by[reason] = by.get(reason, 0.0) + sample.value
+        elif family.name == LOOP_LAG:
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    k = ("loop_lag", sample.labels.get("le", ""), "")
+                    counters[k] = counters.get(k, 0.0) + sample.value  # a supervisor's: every worker's
         elif family.type == "gauge":
             for sample in family.samples:
                 label = sample.labels.get("component") or sample.labels.get("limit") or ""
@@ -258,7 +266,40 @@ def snapshot(sampler: PipelineSampler, service: ServiceView | None) -> dict[str,
         "receivers": receivers,
         "exporters": exporters,
         "memory": memory,
+        "event_loop": _loop_lag(now, base),
     }
+
+
+def _loop_lag(now: Reading, base: Reading | None) -> dict[str, float | None]:
+    """The event loop's lag (collector/core/loop_lag.py) over the rate window (since start before
+    there is one): its median and 99th percentile, as Prometheus' histogram_quantile reads them."""
+    buckets = []
+    for (key, le, _), count in now.counters.items():
+        if key == "loop_lag":
+            before = base.counters.get((key, le, ""), 0.0) if base is not None else 0.0
+            buckets.append((float(le), count - before))
+    buckets.sort()
+    return {
+        "lag_p50_seconds": bucket_quantile(0.5, buckets),
+        "lag_p99_seconds": bucket_quantile(0.99, buckets),
+    }
+
+
+def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The ``q`` quantile of cumulative histogram ``buckets`` ((upper bound, count), by bound, +Inf
+    last), interpolated linearly within its bucket as histogram_quantile does; None without
+    observations. In the +Inf bucket it is the highest finite bound."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == math.inf:
+                return lower
+            return lower + (bound - lower) * ((rank - below) / (count - below) if count > below else 0.0)
+        lower, below = bound, count
+    return lower
 
 
 def _dead_letter_size(exporter: Any) -> int:

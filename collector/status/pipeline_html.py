@@ -64,6 +64,7 @@ def pipeline_section(health: dict[str, Any]) -> str:
         + (f", {esc(limits)}" if limits else "")
         + ('; <span class="over">refusing new data</span>' if mem.get("refusing") else "")
         + "</p>"
+        + loop_lag_line(health.get("event_loop") or {})
     )
     window = health.get("rate_window_seconds")
     note = (
@@ -107,3 +108,25 @@ def pipeline_section(health: dict[str, Any]) -> str:
         )
         + memory
     )
+
+
+SATURATED_LAG = 0.1  # seconds of p99 lag from which the page (and BurnlineSaturated) call it saturated
+
+
+def loop_lag_line(lag: dict[str, Any]) -> str:
+    p50, p99 = lag.get("lag_p50_seconds"), lag.get("lag_p99_seconds")
+    if p99 is None:
+        return ""
+    late = (
+        '; <span class="over">the process needs more CPU than it gets (more workers or replicas)</span>'
+        if p99 > SATURATED_LAG
+        else ""
+    )
+    return (
+        f'<p id="event-loop">Event loop: timers ran late by {esc(_lag(p50))} (median), '
+        f"{esc(_lag(p99))} (p99){late}</p>"
+    )
+
+
+def _lag(seconds: float | None) -> str:
+    return "under 1 ms" if seconds is not None and seconds < 0.001 else duration(seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,9 @@ async def test_admin_endpoints(tmp_path: Path) -> None:
         assert 'burnline_records_accepted_total{component="push",signal="logs"} 2.0' in text
         assert 'burnline_component_up{component="capture",kind="exporter"} 1.0' in text
         assert "burnline_export_duration_seconds_bucket" in text
+        # Saturation: the event loop's lag (tests/core/test_loop_lag.py) and the process series.
+        assert re.search(r"^burnline_event_loop_lag_seconds_count [0-9.]+$", text, re.M)
+        assert re.search(r"^process_cpu_seconds_total [0-9.]+$", text, re.M)
 
 
 async def test_readyz_names_what_is_not_ready(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, settings
 
 from collector.core.telemetry import Telemetry
 from collector.status.openapi import document
-from collector.status.pipeline import PipelineSampler, snapshot
+from collector.status.pipeline import PipelineSampler, bucket_quantile, snapshot
 from tests.status.conftest import is_spurious_ast_error
 from tests.status.test_status_page import SECRETS, Scene, burning_service
 
@@ -256,6 +257,45 @@ def test_pipeline_rates_and_queue_age_come_from_the_registry() -> None:
     assert len(sampler.readings) == 2
     telemetry.queue_records.labels("elasticsearch").set(0)
     assert snapshot(sampler, None)["exporters"][0]["queue"]["backlog_seconds"] is None
+
+
+def test_the_event_loops_lag_is_read_from_its_histogram_over_the_rate_window() -> None:
+    telemetry = Telemetry()
+    now = [1000.0]
+    sampler = PipelineSampler(telemetry, clock=lambda: now[0])
+    assert snapshot(sampler, None)["event_loop"] == {"lag_p50_seconds": None, "lag_p99_seconds": None}
+    for _ in range(1000):
+        telemetry.loop_lag.observe(0.3)  # before the window: must not count
+    sampler.sample()
+    now[0] = 1060.0
+    for _ in range(98):
+        telemetry.loop_lag.observe(0.0005)
+    for _ in range(2):
+        telemetry.loop_lag.observe(0.4)
+    lag = snapshot(sampler, None)["event_loop"]
+    # As histogram_quantile: rank 50 of 98 in (0, 1ms]; rank 99 halfway through (250ms, 500ms].
+    assert lag["lag_p50_seconds"] == pytest.approx(0.001 * 50 / 98)
+    assert lag["lag_p99_seconds"] == pytest.approx(0.375)
+    jsonschema.validate(
+        snapshot(sampler, None), {**document()["components"]["schemas"]["Pipeline"], **_components()}
+    )
+
+
+@pytest.mark.parametrize(
+    ("q", "buckets", "expected"),
+    [
+        (0.5, [(1.0, 0.0), (math.inf, 0.0)], None),
+        (0.5, [], None),
+        (0.5, [(1.0, 10.0), (2.0, 20.0), (math.inf, 20.0)], 1.0),
+        (0.75, [(1.0, 10.0), (2.0, 20.0), (math.inf, 20.0)], 1.5),
+        (0.99, [(1.0, 10.0), (math.inf, 20.0)], 1.0),  # in +Inf: the highest finite bound
+        (0.1, [(0.5, 0.0), (1.0, 10.0), (math.inf, 10.0)], 0.55),
+    ],
+)
+def test_bucket_quantile_interpolates_as_histogram_quantile(
+    q: float, buckets: list[tuple[float, float]], expected: float | None
+) -> None:
+    assert bucket_quantile(q, buckets) == (None if expected is None else pytest.approx(expected))
 
 
 def _components() -> dict[str, Any]:

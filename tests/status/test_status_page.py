@@ -289,6 +289,9 @@ async def test_status_page_lists_the_burning_slo_first_with_its_firing_alert(tmp
         for component in ("forward", "otlp", "local", "otlp/backend"):
             assert f"<td>{component}</td>" in html
         assert "Memory: resident" in html
+        assert re.search(
+            r'<p id="event-loop">Event loop: timers ran late by [^<]+ \(median\), [^<]+ \(p99\)', html
+        )
         assert_self_contained(html)
 
         status, text, _ = await get(scene.base + "/")
