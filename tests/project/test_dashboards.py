@@ -56,9 +56,10 @@ TARGET_LABELS = frozenset({"instance", "job"})
 def exposed_metrics() -> dict[str, frozenset[str]]:
     """Every series name burnline's /metrics can carry, with its label names.
 
-    Read from a fresh Telemetry's registry, so a renamed metric or label breaks the dashboards'
-    and alerts' tests rather than their panels and rules in production. Counters are exposed with
-    ``_total``; a histogram as ``_bucket`` (with ``le``), ``_sum`` and ``_count``.
+    Read from a fresh Telemetry's registry (the standard process_* series included), so a renamed
+    metric or label breaks the dashboards' and alerts' tests rather than their panels and rules in
+    production. Counters are exposed with ``_total``; a histogram as ``_bucket`` (with ``le``),
+    ``_sum`` and ``_count``.
     """
     telemetry = Telemetry()
     labels_by_family: dict[str, frozenset[str]] = {}
@@ -68,7 +69,11 @@ def exposed_metrics() -> dict[str, frozenset[str]]:
             labels_by_family[name] = frozenset(attribute._labelnames)
     exposed: dict[str, frozenset[str]] = {}
     for family in telemetry.registry.collect():
-        labels = labels_by_family[family.name] | TARGET_LABELS
+        # Families of a collector (the standard process_* series) carry their labels on the samples.
+        own = labels_by_family.get(family.name)
+        if own is None:
+            own = frozenset(label for sample in family.samples for label in sample.labels)
+        labels = own | TARGET_LABELS
         if family.type == "counter":
             exposed[f"{family.name}_total"] = labels
         elif family.type == "histogram":
