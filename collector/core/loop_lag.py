@@ -10,7 +10,8 @@ keep up, or at 60 % and stall on one long piece of work.
 ``LoopLagMonitor`` sleeps ``INTERVAL`` over and over and records how much later than due it woke
 in ``burnline_event_loop_lag_seconds`` (Node.js's ``monitorEventLoopDelay`` is the same idea). A
 stall longer than the interval is always seen; a shorter one with a chance in proportion to its
-length. Ten wake-ups a second cost about a thousandth of a core.
+length. Ten wake-ups a second cost 2.6 ms of CPU a second on an idle process (0.05 CPU-seconds in
+20 s, measured with the monitor alone on a loop), less on a busy one, whose loop is awake anyway.
 """
 
 from __future__ import annotations
