@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import orjson
@@ -690,3 +691,10 @@ def test_event_attributes_that_flatten_to_one_name_are_both_kept() -> None:
     """Found by the property test above: {"a.b": 0, "a": {"b": 1}} used to lose one value."""
     doc = span_doc(events=[SpanEvent(T0, "e", {"a.b": 0, "a": {"b": 1}})])
     assert doc["span"]["events"][0]["attributes"] == {"a.b": 0, "a.b_2": 1}
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))  # up to 9999-12-31
+def test_timestamps_are_the_datetime_isoformat_with_nanoseconds(unix_nano: int) -> None:
+    seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    whole = datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert ecs.format_timestamp(unix_nano) == f"{whole}.{nanos:09d}Z"
