@@ -15,6 +15,7 @@ The PromQL helpers here (metric names and the labels an expression uses) are sha
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -944,3 +945,95 @@ def test_grafana_to_promql_fills_variables_but_not_label_replace_references() ->
     assert grafana_to_promql(expr, {"slo": "checkout"}) == (
         'label_replace(x{slo=~"checkout"}[2m], "a", "$1", "b", "(.+)") [1h]'
     )
+
+
+# ---- many SLOs ------------------------------------------------------------------------------------
+
+# 25 SLOs of one service, burning at 0.5, 1.0 ... 12.5 times their budget, bad events and late events
+# in the same order: the overview's drawn panels must pick the ten at the top (or bottom) of each.
+MANY_SLOS: list[dict[str, Any]] = [
+    {
+        "name": f"many-{i:02d}",
+        "service": "many",
+        "objective": 99.0,
+        "sli": {"logs": {"match": {"service.name": "many"}, "bad": {"severity": ">=error"}}},
+    }
+    for i in range(25)
+]
+DRAWN = {  # panel id -> (label naming the SLO, whether the top ten are the highest values)
+    9: ("sloth_slo", False),
+    10: ("sloth_slo", True),
+    11: ("slo", True),
+    13: ("slo", True),
+    14: ("slo", True),
+}
+
+
+def many_exposition(elapsed: float) -> str:
+    lines: list[str] = []
+    events, burn_rates, late = [], [], []
+    for i, spec in enumerate(MANY_SLOS):
+        slo = f'slo="{spec["name"]}"'
+        bad_share = 0.005 * (i + 1)  # burn rate (i + 1) / 2 against a 1 % budget
+        total = 100.0 * elapsed
+        events += [
+            f'burnline_slo_events_total{{{slo},service="many",outcome="good"}} {total * (1 - bad_share)}',
+            f'burnline_slo_events_total{{{slo},service="many",outcome="bad"}} {total * bad_share}',
+        ]
+        burn_rates += [
+            f'burnline_slo_burn_rate{{{slo},window="{w}"}} {bad_share / 0.01}' for w in policy.WINDOWS
+        ]
+        late.append(f"burnline_slo_late_events_total{{{slo}}} {elapsed * (i + 1)}")
+    lines += ["# TYPE burnline_slo_events counter", *events]
+    lines += ["# TYPE burnline_slo_burn_rate gauge", *burn_rates]
+    lines += ["# TYPE burnline_slo_late_events counter", *late]
+    return "\n".join(lines) + "\n"
+
+
+def _names_all(label: str, result: list[dict[str, Any]]) -> bool:
+    return len({series["metric"][label] for series in result}) == len(MANY_SLOS)
+
+
+@needs_prometheus
+async def test_the_overviews_drawn_panels_keep_to_the_ten_slos_at_the_top(tmp_path: Path) -> None:
+    """With every SLO selected, each time-series panel of the overview draws ten SLOs, not every one:
+    the ten with the least budget, the fastest burn, the most bad or late events. A real Prometheus
+    scrapes 25 SLOs' series and evaluates their generated rules."""
+    started = time.monotonic()
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=many_exposition(time.monotonic() - started), content_type="text/plain")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        target = f"127.0.0.1:{runner.addresses[0][1]}"
+        rule_file = generated_rules(MANY_SLOS, tmp_path)
+
+        def config(_: int) -> dict[str, Any]:
+            return {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rule_file)],
+                "scrape_configs": [{"job_name": "burnline", "static_configs": [{"targets": [target]}]}],
+            }
+
+        async with real_prometheus(tmp_path / "prometheus", config) as prometheus:
+            panels = {p["id"]: p for p in all_panels(load(OVERVIEW)["panels"])}
+            for panel_id, (label, highest) in DRAWN.items():
+                (target_query,) = panels[panel_id]["targets"]
+                expr = grafana_to_promql(target_query["expr"])
+                # Every SLO has data once the rules ran over a few scrapes; then ten are drawn.
+                everything = re.sub(r" and on \(.*", "", expr)
+                await prometheus.wait_for(everything, functools.partial(_names_all, label), 60)
+                drawn = {s["metric"][label] for s in await prometheus.query(expr)}
+                order = sorted(s["name"] for s in MANY_SLOS)
+                expected = set(order[-10:] if highest else order[:10])
+                # Budgets fall fastest for the highest burners: the least budget is the same ten.
+                if panel_id == 9:
+                    expected = set(order[-10:])
+                assert drawn == expected, (panels[panel_id]["title"], sorted(drawn))
+    finally:
+        await runner.cleanup()
