@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from collector.config.types import split_endpoint
 from collector.core.telemetry import Telemetry
 from collector.httpserver.server import start_server
+from collector.httpserver.streamed import streamed
 from collector.status import StatusSources, add_routes
 from collector.status.pipeline import PipelineSampler, ServiceView
 from collector.status.sources import SloStatus
@@ -96,9 +97,4 @@ class AdminServer:
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         # Written as it is made: with 10,000 SLOs the text is 9MB, which is never held whole.
-        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
-        await response.prepare(request)
-        async for part in self._telemetry.exposition_parts():
-            await response.write(part)
-        await response.write_eof()
-        return response
+        return await streamed(request, self._telemetry.exposition_parts(), CONTENT_TYPE_LATEST)

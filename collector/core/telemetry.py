@@ -8,7 +8,7 @@ Counters are per component and signal, as the OpenTelemetry Collector's ``otelco
 from __future__ import annotations
 
 import platform
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
@@ -208,7 +208,7 @@ class Telemetry:
         """The registry's metrics (without the extra writers'; see ``full_exposition``)."""
         return generate_latest(self.registry)
 
-    async def exposition_parts(self) -> AsyncIterator[bytes]:
+    async def exposition_parts(self) -> AsyncGenerator[bytes, None]:
         """Everything /metrics serves, in parts: the registry, then each extra writer's families."""
         yield self.exposition()
         for write in list(self.extra_expositions):

@@ -8,15 +8,18 @@ an unknown SLO or trace or when there is no local exporter, 503 when the store c
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from collector.httpserver.streamed import streamed
+from collector.slo.engine import SloState
 from collector.status.openapi import document
 from collector.status.pipeline import snapshot
 from collector.status.slo_query import MAX_SLO_LIMIT, select, slo_query
-from collector.status.sources import StatusSources
+from collector.status.sources import SloStatus, StatusSources
 from collector.status.store import (
     LocalStore,
     ParamError,
@@ -50,6 +53,24 @@ def error(message: str, status: int, parameter: str | None = None) -> web.Respon
 _INDENT = b"    "  # an SLO's depth in the list document
 
 
+async def _slo_list(
+    engine: SloStatus | None, selected: list[SloState], total: int, matched: int
+) -> AsyncGenerator[bytes, None]:
+    """The document json_response would write, in parts of a hundred SLOs: 10,000 SLOs are 24MB of
+    JSON, which is neither held whole nor encoded in one go while every receiver waits."""
+    yield b'{\n  "total": %d,\n  "matched": %d,\n  "slos": [' % (total, matched)
+    first = True
+    if engine is not None and selected:
+        async for part in engine.status_chunks(selected):
+            items = b",\n".join(
+                _INDENT + orjson.dumps(s, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + _INDENT)
+                for s in part
+            )
+            yield (b"\n" if first else b",\n") + items
+            first = False
+    yield b"]\n}\n" if first else b"\n  ]\n}\n"
+
+
 class StatusApi:
     def __init__(self, sources: StatusSources) -> None:
         self.sources = sources
@@ -76,23 +97,7 @@ class StatusApi:
         engine = self.sources.slo_status()
         states = engine.states if engine is not None else []
         selected, matched = await select(states, q, engine.clock() if engine is not None else 0.0)
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        await response.prepare(request)
-        # The document json_response would write, in pieces: 10,000 SLOs are 24MB of JSON, which
-        # neither needs to be held whole nor encoded in one go while every receiver waits.
-        await response.write(b'{\n  "total": %d,\n  "matched": %d,\n  "slos": [' % (len(states), matched))
-        first = True
-        if engine is not None and selected:
-            async for part in engine.status_chunks(selected):
-                items = b",\n".join(
-                    _INDENT + orjson.dumps(s, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n" + _INDENT)
-                    for s in part
-                )
-                await response.write((b"\n" if first else b",\n") + items)
-                first = False
-        await response.write(b"]\n}\n" if first else b"\n  ]\n}\n")
-        await response.write_eof()
-        return response
+        return await streamed(request, _slo_list(engine, selected, len(states), matched), "application/json")
 
     async def slo(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 
 import aiohttp
 from prometheus_client import CollectorRegistry, generate_latest
@@ -133,7 +133,7 @@ class MergedTelemetry(Telemetry):
         self._workers_summed = summed(workers.values())
         return workers
 
-    async def exposition_parts(self) -> AsyncIterator[bytes]:
+    async def exposition_parts(self) -> AsyncGenerator[bytes, None]:
         workers = await self._worker_texts()
         # The registry's families merge with the workers' (the same names); the SLO engine's are
         # the supervisor's alone and follow as they are.
