@@ -81,7 +81,8 @@ test: lock-check lint typecheck unit
 ## bench: throughput and robustness numbers (prints them; nothing asserts). pipeline.py runs every
 ## scenario (logs, traces, remote_write, 1,000 scrape targets, 10 and 10,000 SLOs), then Forward and
 ## remote_write at ten times the connections with default limits (peak RSS, refusals counted by both
-## sides); admin_slos.py what the admin endpoints cost with 10,000 SLOs
+## sides); admin_slos.py what the admin endpoints cost with 10,000 SLOs; stages.py each stage's CPU
+## per record in one process
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py --json bench/results-latest.json
 	$(BIN)/python bench/pipeline.py --overload --only forward-es,remote_write-prom
@@ -92,6 +93,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/durable_storage_choice.py
 	$(BIN)/python bench/fuzz_decoders.py
 	$(BIN)/python bench/admin_slos.py
+	$(BIN)/python bench/stages.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
