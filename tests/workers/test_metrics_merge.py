@@ -38,11 +38,14 @@ def exposition(accepted: float, exported_seconds: list[float], only: str | None 
     return generate_latest(registry)
 
 
-def samples(text: bytes) -> set[Sample]:
+def samples(text: bytes, *, process: bool = False) -> set[Sample]:
+    """Every sample; the process_* series only with ``process``: their CPU seconds and memory change
+    between two reads of one registry, so sets of two reads compare without them."""
     return {
         (s.name, tuple(sorted(s.labels.items())), s.value)
         for family in text_string_to_metric_families(text.decode())
         for s in family.samples
+        if process or not s.name.startswith("process_")
     }
 
 
@@ -109,6 +112,9 @@ def test_merge_of_real_telemetry() -> None:
     value = {(name, labels): v for name, labels, v in samples(merged)}
     key = (("component", "forward"), ("signal", "logs"), ("worker", "3"))
     assert value[("burnline_records_accepted_total", key)] == 12
+    # The process series too: the supervisor's own, and each worker's under its label.
+    cpu = {labels for name, labels, _ in samples(merged, process=True) if name == "process_cpu_seconds_total"}
+    assert cpu == {(), (("worker", "3"),)}
 
 
 def test_merge_without_workers_is_the_own_exposition() -> None:
