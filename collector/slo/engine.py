@@ -383,10 +383,6 @@ class SloEngine:
         self.advance(states)
         return [self._status(state) for state in states]
 
-    async def status_async(self, chunk: int = 100) -> list[dict[str, Any]]:
-        """Every SLO's status, giving the event loop back every ``chunk`` SLOs."""
-        return [status async for part in self.status_chunks(self._states, chunk) for status in part]
-
     async def status_chunks(
         self, states: list[SloState], chunk: int = 100
     ) -> AsyncIterator[list[dict[str, Any]]]:
