@@ -141,6 +141,7 @@ class Persister:
         self.store: SloStore | None = None
         self.failures = 0
         self._task: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         self.store = await asyncio.to_thread(SloStore, self.directory)
@@ -152,7 +153,11 @@ class Persister:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            await self.flush()
+            # Shielded: stop() cancels this task. A save it cut short would go on in its thread,
+            # its SLOs no longer dirty, and race the final flush and the close in other threads:
+            # had the close taken the store first, those counts were lost. stop() waits for it.
+            self._flushing = asyncio.ensure_future(self.flush())
+            await asyncio.shield(self._flushing)
 
     async def flush(self, everything: bool = False) -> None:
         store = self.store
@@ -179,6 +184,9 @@ class Persister:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)  # a save under way ends first
+            self._flushing = None
         await self.flush()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)

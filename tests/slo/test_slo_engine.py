@@ -3,6 +3,7 @@ the multiwindow alert policy, the alert lifecycle, lateness, metrics, persistenc
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -536,3 +537,44 @@ async def test_exposition_in_parts_is_the_whole_text() -> None:
     assert b"".join(parts) == metrics.exposition()
     assert len(parts) == 6 * 4  # per family: its HELP and TYPE, then three parts of SLOs
     assert max(len(part) for part in parts) < len(metrics.exposition()) / 3
+
+
+async def test_stopping_during_a_periodic_save_keeps_what_it_saves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() cancels the periodic flush. A save already handed to its thread must still land, and
+    before the store closes: its SLOs are no longer dirty, so the final flush will not write them
+    again (a supervisor under test lost its last second of counts so)."""
+    import threading
+
+    from collector.slo.persistence import SloStore
+
+    saving, release = threading.Event(), threading.Event()
+    original = SloStore.save
+
+    def slow_save(self: SloStore, rows: list[Any]) -> None:
+        saving.set()
+        release.wait(10)  # holds the save before it takes the store, as a busy thread pool would
+        original(self, rows)
+
+    monkeypatch.setattr(SloStore, "save", slow_save)
+    clock = Clock()
+    engine = engine_for(log_slo(objective=99.0), clock=clock)
+    persister = Persister(engine, tmp_path / "slo", interval=0.01)
+    await persister.start()
+    engine.observe(logs(clock, good=90, bad=10))
+    for _ in range(500):  # bounded: the periodic flush starts within a few turns
+        if saving.is_set():
+            break
+        await asyncio.sleep(0.01)
+    assert saving.is_set()
+    stopping = asyncio.create_task(persister.stop())
+    await asyncio.sleep(0.1)  # stop() is under way: the periodic task is cancelled
+    release.set()
+    await stopping
+    monkeypatch.setattr(SloStore, "save", original)
+    restarted = engine_for(log_slo(objective=99.0), clock=clock)
+    persister = Persister(restarted, tmp_path / "slo", interval=3600)
+    await persister.start()
+    assert restarted.status()[0]["events"] == {"good": 90, "bad": 10, "late": 0}
+    await persister.stop()
