@@ -39,6 +39,7 @@ class ControlService(Service):
     async def start(self) -> None:
         check_data_dir(self.data_dir, self.variables)
         try:
+            self.loop_lag.start()  # its loop runs the SLO engine and merges every worker's metrics
             await self._start_slo_engine(load_slos(self.config))
             try:
                 await self.admin.start()
@@ -51,6 +52,7 @@ class ControlService(Service):
             await self._stop_slo_engine()
             await self.admin.stop()
             await self.merged.close()
+            await self.loop_lag.stop()
             raise
         self._exporters_started = True
 

@@ -154,6 +154,11 @@ async def test_two_workers_count_every_acked_event_once_across_a_crash_and_a_res
                 f"the kernel gave one worker every connection: {per_worker}"
             )
             assert sample(text, "burnline_workers") == 2
+            # The event loop's lag of every process: each worker's, and the supervisor's own.
+            for worker in ("0", "1"):
+                assert sample(text, "burnline_event_loop_lag_seconds_count", worker=worker) > 0
+            own_lag = re.search(r"^burnline_event_loop_lag_seconds_count (\S+)$", text, re.M)
+            assert own_lag is not None and float(own_lag.group(1)) > 0
             assert text.count("# TYPE burnline_records_accepted_total counter") == 1
             assert sample(text, "burnline_slo_events_total", slo=SLO["name"]) == acked  # once, not per worker
 
