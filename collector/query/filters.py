@@ -83,7 +83,7 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-_GLOB_CHARS = frozenset("*?[")
+GLOB_CHARS = frozenset("*?[")  # a value holding one is a glob pattern (the status API's too)
 
 
 def resource_filters(
@@ -93,7 +93,7 @@ def resource_filters(
     for key, value in (("k8s.namespace.name", namespace), ("k8s.pod.name", pod)):
         if value is None:
             continue
-        op = "GLOB" if key == "k8s.pod.name" and not _GLOB_CHARS.isdisjoint(value) else "="
+        op = "GLOB" if key == "k8s.pod.name" and not GLOB_CHARS.isdisjoint(value) else "="
         where.append(
             f"{column} IN (SELECT r.id FROM resources AS r"
             f" WHERE json_extract(r.attributes, '$.\"{key}\"') {op} ?)"

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from collector.query.filters import GLOB_CHARS
 from collector.slo.engine import SloState
 from collector.status.store import BOOLEANS, ParamError, limit_param, reject_unknown, text_param
 
@@ -28,7 +29,6 @@ SLO_PARAMS = ("service", "name", "firing", "sort", "limit")
 SORTS = ("config", "budget")
 MAX_SLO_LIMIT = 1_000_000
 CHUNK = 500  # SLOs handled between two yields to the event loop
-_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class SloQuery:
 def _matcher(value: str | None) -> Callable[[str], bool] | None:
     if value is None:
         return None
-    if _GLOB_CHARS.isdisjoint(value):
+    if GLOB_CHARS.isdisjoint(value):
         return value.__eq__
     # fnmatch's translation is linear to match (no nested quantifiers), so a hostile pattern
     # of 256 characters costs no more than a plain one.
