@@ -17,6 +17,8 @@ from prometheus_client.metrics_core import Metric
 from collector import __version__
 from collector.core.loop_lag import LAG_BUCKETS
 
+LOOP_LAG = "burnline_event_loop_lag_seconds"  # the family, read per process by the status page
+
 # Export round trips range from a local SQLite commit (~1 ms) to a slow remote bulk (tens of s).
 EXPORT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -188,7 +190,7 @@ class Telemetry:
         # Saturation (collector/core/loop_lag.py): how late the event loop ran what was due, and
         # the standard process_* series (CPU seconds, resident memory, open file descriptors).
         self.loop_lag = Histogram(
-            "burnline_event_loop_lag_seconds",
+            LOOP_LAG,
             "How much later than due the event loop ran a timer, sampled every 100ms: rising when the"
             " process needs more CPU than it gets.",
             buckets=LAG_BUCKETS,

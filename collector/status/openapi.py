@@ -220,10 +220,28 @@ SCHEMAS: dict[str, Any] = {
             "event_loop": {
                 "type": "object",
                 "description": "how late the event loop ran timers over the rate window: high when the"
-                " process needs more CPU than it gets",
+                " process needs more CPU than it gets. Each process (the supervisor and each worker"
+                " with service.workers) is read alone; the top-level figures are the busiest's.",
                 "properties": {
                     "lag_p50_seconds": NUMBER_OR_NULL,
                     "lag_p99_seconds": NUMBER_OR_NULL,
+                    "busiest_worker": {
+                        "type": ["string", "null"],
+                        "description": "the worker with the highest p99 (null: the supervisor or the"
+                        " only process)",
+                    },
+                    "processes": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["worker", "lag_p50_seconds", "lag_p99_seconds"],
+                            "properties": {
+                                "worker": {"type": ["string", "null"]},
+                                "lag_p50_seconds": NUMBER_OR_NULL,
+                                "lag_p99_seconds": NUMBER_OR_NULL,
+                            },
+                        },
+                    },
                 },
             },
         },

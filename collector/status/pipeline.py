@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from collector.core.telemetry import MetricFamilies, Telemetry
+from collector.core.telemetry import LOOP_LAG, MetricFamilies, Telemetry
+from collector.workers.metrics_merge import WORKER_LABEL
 
 RATE_WINDOW = 60.0  # seconds of readings a rate spans (at most)
 SAMPLE_INTERVAL = 5.0
@@ -39,8 +40,6 @@ EXPORTER_REASONED = {
     "burnline_records_dropped": "dropped",
     "burnline_export_retries": "retries",
 }
-
-LOOP_LAG = "burnline_event_loop_lag_seconds"
 
 Counters = dict[tuple[str, str, str], float]  # (key, component, signal) -> value
 Gauges = dict[tuple[str, str], float]  # (family, component or label) -> value
@@ -90,8 +89,9 @@ def read(registry: MetricFamilies) -> tuple[Counters, Gauges, dict[str, dict[str
         elif family.name == LOOP_LAG:
             for sample in family.samples:
                 if sample.name.endswith("_bucket"):
-                    k = ("loop_lag", sample.labels.get("le", ""), "")
-                    counters[k] = counters.get(k, 0.0) + sample.value  # a supervisor's: every worker's
+                    # Per process: a supervisor's reading has each worker's (labelled) and its own.
+                    k = ("loop_lag", sample.labels.get("le", ""), sample.labels.get(WORKER_LABEL, ""))
+                    counters[k] = counters.get(k, 0.0) + sample.value
         elif family.type == "gauge":
             for sample in family.samples:
                 label = sample.labels.get("component") or sample.labels.get("limit") or ""
@@ -270,19 +270,42 @@ def snapshot(sampler: PipelineSampler, service: ServiceView | None) -> dict[str,
     }
 
 
-def _loop_lag(now: Reading, base: Reading | None) -> dict[str, float | None]:
+def _loop_lag(now: Reading, base: Reading | None) -> dict[str, Any]:
     """The event loop's lag (collector/core/loop_lag.py) over the rate window (since start before
-    there is one): its median and 99th percentile, as Prometheus' histogram_quantile reads them."""
-    buckets = []
-    for (key, le, _), count in now.counters.items():
+    there is one): its median and 99th percentile, as Prometheus' histogram_quantile reads them.
+
+    Each process has its own loop, so each is read alone: ``processes`` lists them (``worker``
+    null for the supervisor, or the only process), and the top-level figures are those of the
+    process with the highest p99, the first to run out of CPU, which an idle one must not hide.
+    """
+    per_process: dict[str, list[tuple[float, float, float]]] = {}
+    for (key, le, worker), count in now.counters.items():
         if key == "loop_lag":
-            before = base.counters.get((key, le, ""), 0.0) if base is not None else 0.0
-            buckets.append((float(le), count - before))
-    buckets.sort()
+            before = base.counters.get((key, le, worker), 0.0) if base is not None else 0.0
+            per_process.setdefault(worker, []).append((float(le), count, before))
+    measured: list[tuple[str, float | None, float | None]] = []
+    for worker, counts in sorted(per_process.items(), key=lambda item: (item[0] != "", _index(item[0]))):
+        # A worker restarted within the window counts from zero again: its counts since are all
+        # there is (as rate() reads a counter reset).
+        restarted = any(count < before for _, count, before in counts)
+        buckets = sorted((le, count if restarted else count - before) for le, count, before in counts)
+        measured.append((worker, bucket_quantile(0.5, buckets), bucket_quantile(0.99, buckets)))
+    busiest = max(
+        (m for m in measured if m[2] is not None), key=lambda m: m[2] or 0.0, default=(None, None, None)
+    )
     return {
-        "lag_p50_seconds": bucket_quantile(0.5, buckets),
-        "lag_p99_seconds": bucket_quantile(0.99, buckets),
+        "lag_p50_seconds": busiest[1],
+        "lag_p99_seconds": busiest[2],
+        "busiest_worker": busiest[0] or None,
+        "processes": [
+            {"worker": worker or None, "lag_p50_seconds": p50, "lag_p99_seconds": p99}
+            for worker, p50, p99 in measured
+        ],
     }
+
+
+def _index(worker: str) -> int:
+    return int(worker) if worker.isdigit() else -1
 
 
 def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:

@@ -122,9 +122,16 @@ def loop_lag_line(lag: dict[str, Any]) -> str:
         if p99 > SATURATED_LAG
         else ""
     )
+    processes = lag.get("processes") or []
+    # With workers, the figures are the busiest process's (collector/status/pipeline.py _loop_lag).
+    whose = ""
+    if len(processes) > 1:
+        worker = lag.get("busiest_worker")
+        busiest = f"worker {worker}" if worker is not None else "the supervisor"
+        whose = f" in {esc(busiest)}, the busiest of {len(processes)} processes"
     return (
         f'<p id="event-loop">Event loop: timers ran late by {esc(_lag(p50))} (median), '
-        f"{esc(_lag(p99))} (p99){late}</p>"
+        f"{esc(_lag(p99))} (p99){whose}{late}</p>"
     )
 
 

@@ -11,6 +11,9 @@ The SLO families come from the supervisor's engine only: its counts are the merg
 The status page's pipeline section reads a registry (collector/status/pipeline.py): the supervisor
 gives it the workers' families with the ``worker`` label summed away (``burnline_component_up``
 takes the least: a component is up when it is up in every worker), refreshed in the background.
+The event loop's lag is the exception: it is a property of each process, and one saturated worker
+must not be averaged away by idle ones, so its samples keep their ``worker`` label and the
+supervisor's own (its loop runs the SLO engine) are added unlabelled.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from collector.core.telemetry import Telemetry
+from collector.core.telemetry import LOOP_LAG, Telemetry
 
 log = logging.getLogger("burnline.workers.metrics")
 
@@ -45,21 +48,26 @@ class _Families:
 
 # Gauges read as "all workers": the least over workers, not the sum.
 _ALL_OF = {"burnline_component_up"}
+# Families read per process: their samples keep the worker label instead of being summed.
+_PER_PROCESS = {LOOP_LAG}
 
 
-def summed(texts: Iterable[bytes]) -> list[Metric]:
-    """The families of several workers' expositions, each sample summed over the workers."""
+def summed(workers: dict[int, bytes]) -> list[Metric]:
+    """The families of the workers' expositions (by worker index), each sample summed over the
+    workers, except those of ``_PER_PROCESS``, which are labelled with their worker instead."""
     families: dict[str, Metric] = {}
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
-    for text in texts:
+    for index, text in workers.items():
         for family in text_string_to_metric_families(text.decode("utf-8", "replace")):
             if family.name not in families:
                 families[family.name] = Metric(family.name, family.documentation, family.type)
                 values[family.name] = {}
             cells = values[family.name]
             lowest = family.name in _ALL_OF
+            per_process = family.name in _PER_PROCESS
             for sample in family.samples:
-                key = (sample.name, tuple(sorted(sample.labels.items())))
+                labels = {**sample.labels, WORKER_LABEL: str(index)} if per_process else sample.labels
+                key = (sample.name, tuple(sorted(labels.items())))
                 old = cells.get(key)
                 cells[key] = (
                     sample.value if old is None else min(old, sample.value) if lowest else old + sample.value
@@ -102,8 +110,10 @@ class MergedTelemetry(Telemetry):
         self._refresher: asyncio.Task[None] | None = None
 
     def status_registry(self) -> _Families:
-        """The workers' pipeline metrics, summed over workers, as of the last refresh."""
-        return _Families(self._workers_summed)
+        """The workers' pipeline metrics, summed over workers, as of the last refresh, and the
+        event loop lag of each process (see the module docstring)."""
+        own = [f for f in self.registry.collect() if f.name in _PER_PROCESS]
+        return _Families([*self._workers_summed, *own])
 
     def start_refreshing(self, interval: float) -> None:
         self._refresher = asyncio.create_task(self._refresh(interval), name="worker-metrics")
@@ -130,8 +140,12 @@ class MergedTelemetry(Telemetry):
         endpoints = self._endpoints()
         texts = await asyncio.gather(*(self._scrape(self._session, url) for url in endpoints.values()))
         workers = {i: text for i, text in zip(endpoints, texts, strict=True) if text is not None}
-        self._workers_summed = summed(workers.values())
+        self.read_workers(workers)
         return workers
+
+    def read_workers(self, workers: dict[int, bytes]) -> None:
+        """Makes the workers' expositions (by index) what ``status_registry`` reads."""
+        self._workers_summed = summed(workers)
 
     async def exposition_parts(self) -> AsyncGenerator[bytes, None]:
         workers = await self._worker_texts()

@@ -41,6 +41,7 @@ from collector.slo import policy
 from collector.slo.metrics import SloMetrics
 from collector.slo.rules import generate_rules
 from collector.slo.spec import load_slos
+from collector.workers.metrics_merge import WORKER_LABEL
 from tests.real_services import RealPrometheus, needs_prometheus, real_prometheus
 from tests.support import free_port, running_service
 
@@ -74,7 +75,8 @@ def exposed_metrics() -> dict[str, frozenset[str]]:
         own = labels_by_family.get(family.name)
         if own is None:
             own = frozenset(label for sample in family.samples for label in sample.labels)
-        labels = own | TARGET_LABELS
+        # With service.workers, the supervisor's /metrics labels every worker's sample with its index.
+        labels = own | TARGET_LABELS | {WORKER_LABEL}
         if family.type == "counter":
             exposed[f"{family.name}_total"] = labels
         elif family.type == "histogram":

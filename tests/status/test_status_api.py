@@ -22,9 +22,10 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from collector.core.telemetry import Telemetry
+from collector.core.telemetry import LOOP_LAG, Telemetry
 from collector.status.openapi import document
 from collector.status.pipeline import PipelineSampler, bucket_quantile, snapshot
+from collector.workers.metrics_merge import MergedTelemetry
 from tests.status.conftest import is_spurious_ast_error
 from tests.status.test_status_page import SECRETS, Scene, burning_service
 
@@ -263,7 +264,12 @@ def test_the_event_loops_lag_is_read_from_its_histogram_over_the_rate_window() -
     telemetry = Telemetry()
     now = [1000.0]
     sampler = PipelineSampler(telemetry, clock=lambda: now[0])
-    assert snapshot(sampler, None)["event_loop"] == {"lag_p50_seconds": None, "lag_p99_seconds": None}
+    assert snapshot(sampler, None)["event_loop"] == {
+        "lag_p50_seconds": None,
+        "lag_p99_seconds": None,
+        "busiest_worker": None,
+        "processes": [{"worker": None, "lag_p50_seconds": None, "lag_p99_seconds": None}],
+    }
     for _ in range(1000):
         telemetry.loop_lag.observe(0.3)  # before the window: must not count
     sampler.sample()
@@ -276,9 +282,65 @@ def test_the_event_loops_lag_is_read_from_its_histogram_over_the_rate_window() -
     # As histogram_quantile: rank 50 of 98 in (0, 1ms]; rank 99 halfway through (250ms, 500ms].
     assert lag["lag_p50_seconds"] == pytest.approx(0.001 * 50 / 98)
     assert lag["lag_p99_seconds"] == pytest.approx(0.375)
+    assert lag["busiest_worker"] is None
+    assert [p["worker"] for p in lag["processes"]] == [None]
     jsonschema.validate(
         snapshot(sampler, None), {**document()["components"]["schemas"]["Pipeline"], **_components()}
     )
+
+
+def test_each_process_s_lag_is_read_alone_and_the_busiest_one_is_shown() -> None:
+    """With workers, one saturated worker among idle ones is what the page and the API show: summed
+    with the others' wake-ups, its 1 % of late timers would fall below the p99."""
+    supervisor = MergedTelemetry(lambda: {})
+    workers = [Telemetry() for _ in range(2)]
+    now = [1000.0]
+    sampler = PipelineSampler(supervisor, clock=lambda: now[0])
+    sampler.sample()
+    now[0] = 1060.0
+    for _ in range(600):
+        workers[0].loop_lag.observe(0.0005)
+        supervisor.loop_lag.observe(0.0005)
+    for _ in range(7):
+        workers[1].loop_lag.observe(0.002)
+    for _ in range(3):
+        workers[1].loop_lag.observe(0.4)  # 3 of its 10 late: 3 of all 1,210 are 0.25 %
+    supervisor.read_workers({i: w.exposition() for i, w in enumerate(workers)})
+    lag = snapshot(sampler, None)["event_loop"]
+    assert lag["busiest_worker"] == "1"
+    assert lag["lag_p99_seconds"] == pytest.approx(0.25 + 0.25 * (9.9 - 7) / 3)
+    by_worker = {p["worker"]: p for p in lag["processes"]}
+    assert list(by_worker) == [None, "0", "1"]  # the supervisor first, then the workers in order
+    assert by_worker[None]["lag_p99_seconds"] == by_worker["0"]["lag_p99_seconds"] < 0.001
+    # Summed as before, the same samples read well under the threshold.
+    assert bucket_quantile(0.99, _summed_buckets(lag_families=[supervisor, *workers])) < 0.1
+    jsonschema.validate(
+        snapshot(sampler, None), {**document()["components"]["schemas"]["Pipeline"], **_components()}
+    )
+    # Worker 1 restarts: its new process has counted 5 wake-ups on time, fewer than the window's
+    # first reading (at 1060) held; those 5 are its lag, not a negative difference.
+    sampler.sample()
+    restarted = Telemetry()
+    for _ in range(5):
+        restarted.loop_lag.observe(0.0005)
+    supervisor.read_workers({0: workers[0].exposition(), 1: restarted.exposition()})
+    now[0] = 1100.0
+    lag = snapshot(sampler, None)["event_loop"]
+    by_worker = {p["worker"]: p for p in lag["processes"]}
+    assert by_worker["1"]["lag_p99_seconds"] == pytest.approx(0.001 * 4.95 / 5)
+    assert lag["lag_p99_seconds"] < 0.001
+
+
+def _summed_buckets(lag_families: list[Telemetry]) -> list[tuple[float, float]]:
+    total: dict[float, float] = {}
+    for telemetry in lag_families:
+        for family in telemetry.registry.collect():
+            if family.name == LOOP_LAG:
+                for sample in family.samples:
+                    if sample.name.endswith("_bucket"):
+                        le = float(sample.labels["le"])
+                        total[le] = total.get(le, 0.0) + sample.value
+    return sorted(total.items())
 
 
 @pytest.mark.parametrize(

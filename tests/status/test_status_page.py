@@ -24,6 +24,7 @@ from collector.core.service import Service
 from collector.slo.engine import SloEngine
 from collector.slo.spec import SLOSpec
 from collector.status import history
+from collector.status.pipeline_html import loop_lag_line
 from tests.support import free_port, running_service, wait_until
 
 # Config values that hold credentials: no page or API answer may show them.
@@ -435,3 +436,16 @@ def test_burn_rate_series_ends_at_the_engines_burn_rate() -> None:
     assert history.burn_rate_series(state, "30d", now) is None  # the period: the burn-down shows it
     fresh = SloEngine([spec], clock=lambda: now).slos[spec.name]
     assert history.burn_rate_series(fresh, "5m", now) is None and history.budget_series(fresh, now) is None
+
+
+def test_the_event_loop_line_names_the_busiest_of_several_processes() -> None:
+    one = {"lag_p50_seconds": 0.0005, "lag_p99_seconds": 0.002, "busiest_worker": None}
+    line = loop_lag_line({**one, "processes": [{"worker": None}]})
+    assert line == '<p id="event-loop">Event loop: timers ran late by under 1 ms (median), 2 ms (p99)</p>'
+    busy = {"lag_p50_seconds": 0.03, "lag_p99_seconds": 0.4, "busiest_worker": "1"}
+    line = loop_lag_line({**busy, "processes": [{"worker": None}, {"worker": "0"}, {"worker": "1"}]})
+    assert "(p99) in worker 1, the busiest of 3 processes;" in line
+    assert "needs more CPU than it gets" in line
+    line = loop_lag_line({**one, "busiest_worker": None, "processes": [{"worker": None}, {"worker": "0"}]})
+    assert "(p99) in the supervisor, the busiest of 2 processes</p>" in line
+    assert loop_lag_line({"lag_p50_seconds": None, "lag_p99_seconds": None}) == ""

@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.core.telemetry import Telemetry
+from collector.core.telemetry import LOOP_LAG, Telemetry
 from collector.workers.metrics_merge import WORKER_LABEL, MergedTelemetry, merge, summed
 from tests.support import free_port
 
@@ -214,11 +214,22 @@ def test_summed_adds_workers_up_and_takes_the_least_of_component_up() -> None:
         )
         return generate_latest(r)
 
-    families = {f.name: f for f in summed([worker(10, 3, 1), worker(5, 4, 0)])}
+    families = {f.name: f for f in summed({0: worker(10, 3, 1), 1: worker(5, 4, 0)})}
     accepted = [s for s in families["burnline_records_accepted"].samples if s.name.endswith("_total")]
     assert [(s.labels, s.value) for s in accepted] == [({"component": "forward", "signal": "logs"}, 15.0)]
     assert [s.value for s in families["burnline_queue_records"].samples] == [7.0]
     assert [s.value for s in families["burnline_component_up"].samples] == [0.0]  # down in one worker
-    both_up = {f.name: f for f in summed([worker(1, 0, 1), worker(1, 0, 1)])}
+    both_up = {f.name: f for f in summed({0: worker(1, 0, 1), 1: worker(1, 0, 1)})}
     assert [s.value for s in both_up["burnline_component_up"].samples] == [1.0]
-    assert summed([]) == []
+    assert summed({}) == []
+
+
+def test_summed_keeps_each_worker_s_event_loop_lag_apart() -> None:
+    workers = [Telemetry() for _ in range(2)]
+    workers[0].loop_lag.observe(0.0005)
+    workers[1].loop_lag.observe(0.4)
+    (lag,) = [f for f in summed({i: w.exposition() for i, w in enumerate(workers)}) if f.name == LOOP_LAG]
+    counts = {s.labels["worker"]: s.value for s in lag.samples if s.name.endswith("_count")}
+    assert counts == {"0": 1.0, "1": 1.0}
+    under = {s.labels["worker"]: s.value for s in lag.samples if s.labels.get("le") == "0.25"}
+    assert under == {"0": 1.0, "1": 0.0}

@@ -175,11 +175,14 @@ async def test_two_workers_count_every_acked_event_once_across_a_crash_and_a_res
                 doc = json.loads(body)
                 rows = {r["id"]: r for r in doc["receivers"]}
                 exporters = {e["id"]: e for e in doc["exporters"]}
+                # The event loop is read per process: the supervisor's own, then each worker's.
+                processes = [p["worker"] for p in doc["event_loop"]["processes"]]
                 return (
                     "forward" in rows
                     and rows["forward"]["signals"]["logs"]["accepted"] == acked
                     and rows["forward"]["up"]
                     and exporters.get("elasticsearch", {}).get("up") is True
+                    and processes == [None, "0", "1"]
                 )
 
             await wait_for(pipeline_shows_both_workers, "the status API's pipeline of both workers")
