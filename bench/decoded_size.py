@@ -22,7 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.core.model import Batch, Signal
 from collector.exporterhelper import batch_codec
 from collector.exporterhelper.durable_queue import decoded_size
-from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.fluent import normalize_fluent
+from collector.normalize.fluent_config import FluentNormalizeConfig
 from collector.normalize.otlp import spans_from_proto
 from collector.receivers.forward.protocol import FrameStream, decode_frame
 from collector.receivers.remote_write.convert import Converter, parse_write_request

@@ -39,7 +39,8 @@ import workloads  # noqa: E402
 
 from collector.core.model import Batch, Signal  # noqa: E402
 from collector.exporterhelper import batch_codec  # noqa: E402
-from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent  # noqa: E402
+from collector.normalize.fluent import normalize_fluent  # noqa: E402
+from collector.normalize.fluent_config import FluentNormalizeConfig  # noqa: E402
 from collector.normalize.otlp import items_from_request  # noqa: E402
 from collector.normalize.otlp_values import Rejections  # noqa: E402
 from collector.receivers.fluentbit_http.decode import decode_body  # noqa: E402

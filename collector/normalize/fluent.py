@@ -61,11 +61,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import orjson
-from pydantic import Field
 
-from collector.core.component import ComponentConfig
 from collector.core.model import LogRecord
 from collector.core.trace_ids import hex_id
+from collector.normalize.fluent_config import FluentNormalizeConfig
 from collector.normalize.fluent_resource import Resources
 from collector.normalize.record_time import parse_time_ns
 from collector.normalize.severity import (
@@ -75,33 +74,10 @@ from collector.normalize.severity import (
 )
 from collector.normalize.values import clean_map, clean_value, is_clean
 
-DEFAULT_TIME_KEYS: Final = ("time", "timestamp", "@timestamp", "ts")
-
-
-class FluentNormalizeConfig(ComponentConfig):
-    """How a receiver of Fluent records maps them (the ``normalize:`` key of forward/fluentbit_http)."""
-
-    # service.name is the first of these pod labels that is set, else the workload or container name.
-    service_name_from: list[str] = Field(default_factory=lambda: ["app.kubernetes.io/name", "app", "k8s-app"])
-    # Pod and namespace labels -> k8s.pod.label.<key> / k8s.namespace.label.<key>.
-    kubernetes_labels: bool = True
-    # Pod and namespace annotations -> k8s.pod.annotation.<key> / k8s.namespace.annotation.<key>.
-    kubernetes_annotations: bool = False
-    # A body that is a JSON object: its message field becomes the body, the rest attributes.
-    parse_json_body: bool = True
-    # Without a level field, read a level stated at the start of a text body ("ERROR ...").
-    severity_from_body: bool = True
-    # Record fields holding the event's own time, the first readable one winning (JSON body fields
-    # before top-level ones); it becomes the record time, the arrival stays the observed time.
-    # [] turns this off: the time the Fluent client sent is kept.
-    time_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_TIME_KEYS))
-    # Keep the field that gave the time among the attributes (Fluent Bit's Time_Keep).
-    keep_time_key: bool = False
-
 
 def normalize_fluent(
     tag: str,
-    entries: Iterable[tuple[int, dict[str, Any]]],
+    entries: Iterable[tuple[int, Any]],
     config: FluentNormalizeConfig,
     observed_time_unix_nano: int,
     rejected: list[tuple[Any, str]] | None = None,
@@ -241,7 +217,7 @@ def _clean_fields(record: dict[Any, Any]) -> dict[str, Any]:
         kind = type(value)
         if kind is str or (kind is dict and key in _RESOURCE_MAPS):
             continue
-        if not is_clean(value):
+        if not is_clean(value, 1):  # a field: one level below the record
             break
     else:
         return dict(record)

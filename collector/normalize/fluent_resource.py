@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeGuard
 from collector.normalize.values import clean_map
 
 if TYPE_CHECKING:
-    from collector.normalize.fluent import FluentNormalizeConfig
+    from collector.normalize.fluent_config import FluentNormalizeConfig
 
 Resource = dict[str, Any]
 

@@ -26,6 +26,12 @@ from typing import Any, Final
 import msgpack
 import orjson
 
+# How deep a value may nest. Compiled (collector/compiled.py), the walks below run on the C stack,
+# where Python's recursion limit does not stop them; so the limit is explicit, the same compiled or
+# not, and a record nested deeper is rejected by its normalizer (RecursionError) like any other
+# that cannot be mapped. The decoders stop at about 1,024 levels, orjson writes 254 at most, and
+# walked by the interpreter a level takes two or three of its 1,000 frames.
+MAX_NESTING: Final = 200
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 
@@ -37,7 +43,7 @@ def nonfinite_text(value: float) -> str:
     return "Infinity" if value > 0 else "-Infinity"
 
 
-def key_text(key: Any) -> str:
+def key_text(key: Any, depth: int = 0) -> str:
     """A map key as the string that names it."""
     kind = type(key)
     if kind is str:
@@ -52,7 +58,7 @@ def key_text(key: Any) -> str:
         return str(int(key))
     if kind is float:
         return repr(key) if math.isfinite(key) else nonfinite_text(key)
-    cleaned = clean_value(key)
+    cleaned = clean_value(key, depth)
     if type(cleaned) is str:
         return str(cleaned)
     return orjson.dumps(cleaned, default=_bytes_text).decode()
@@ -64,13 +70,14 @@ def _bytes_text(value: Any) -> Any:
     raise TypeError
 
 
-def is_clean(value: Any) -> bool:
-    """True when ``value`` already holds only what the model allows."""
+def is_clean(value: Any, depth: int = 0) -> bool:
+    """True when ``value`` already holds only what the model allows (``depth``: how deep it is
+    nested itself; RecursionError past ``MAX_NESTING``)."""
     kind = type(value)
     if kind is dict:
-        return _clean_dict(value)
+        return _clean_dict(value, depth + 1)
     if kind is list:
-        return _clean_list(value)
+        return _clean_list(value, depth + 1)
     return _clean_leaf(kind, value)
 
 
@@ -85,7 +92,13 @@ def _clean_leaf(kind: type, value: Any) -> bool:
 
 
 # Loops rather than all(generator): every record passes here, most of them clean.
-def _clean_dict(value: dict[Any, Any]) -> bool:
+def _too_deep() -> RecursionError:
+    return RecursionError(f"a value nested deeper than {MAX_NESTING} levels")
+
+
+def _clean_dict(value: dict[Any, Any], depth: int) -> bool:
+    if depth > MAX_NESTING:
+        raise _too_deep()
     for key, item in value.items():
         if type(key) is not str:
             return False
@@ -93,41 +106,48 @@ def _clean_dict(value: dict[Any, Any]) -> bool:
         if kind is str:
             continue
         if kind is dict:
-            if not _clean_dict(item):
+            if not _clean_dict(item, depth + 1):
                 return False
         elif kind is list:
-            if not _clean_list(item):
+            if not _clean_list(item, depth + 1):
                 return False
         elif not _clean_leaf(kind, item):
             return False
     return True
 
 
-def _clean_list(value: list[Any]) -> bool:
+def _clean_list(value: list[Any], depth: int) -> bool:
+    if depth > MAX_NESTING:
+        raise _too_deep()
     for item in value:
         kind = type(item)
         if kind is str:
             continue
         if kind is dict:
-            if not _clean_dict(item):
+            if not _clean_dict(item, depth + 1):
                 return False
         elif kind is list:
-            if not _clean_list(item):
+            if not _clean_list(item, depth + 1):
                 return False
         elif not _clean_leaf(kind, item):
             return False
     return True
 
 
-def clean_map(value: dict[Any, Any]) -> dict[str, Any]:
+def clean_map(value: dict[Any, Any], depth: int = 0) -> dict[str, Any]:
     """``value`` with string keys and clean values (``value`` itself when it already is)."""
-    if is_clean(value):
+    if is_clean(value, depth):
         return value
-    return {key_text(k): clean_value(v) for k, v in value.items()}
+    depth += 1
+    out: dict[str, Any] = {}
+    for k, v in value.items():  # a loop, not a comprehension: one frame less per level
+        out[key_text(k, depth)] = clean_value(v, depth)
+    return out
 
 
-def clean_value(value: Any) -> Any:
-    """``value`` as the model holds it (``value`` itself when it already is)."""
+def clean_value(value: Any, depth: int = 0) -> Any:
+    """``value`` as the model holds it (``value`` itself when it already is); RecursionError when it
+    nests deeper than ``MAX_NESTING`` (``depth``: how deep it is itself)."""
     kind = type(value)
     if kind is str or kind is bool or value is None or kind is bytes:
         return value
@@ -136,13 +156,24 @@ def clean_value(value: Any) -> Any:
     if kind is float:
         return value if value - value == 0.0 else nonfinite_text(value)
     if kind is dict:
-        return clean_map(value)
+        return clean_map(value, depth)
     if kind is list or kind is tuple:
-        return value if kind is list and is_clean(value) else [clean_value(v) for v in value]
-    return _other(value)
+        if kind is list and is_clean(value, depth):
+            return value
+        return _clean_items(value, depth)
+    return _other(value, depth)
 
 
-def _other(value: Any) -> Any:
+def _clean_items(value: Any, depth: int) -> list[Any]:
+    if depth >= MAX_NESTING:
+        raise _too_deep()
+    out = []
+    for item in value:
+        out.append(clean_value(item, depth + 1))
+    return out
+
+
+def _other(value: Any, depth: int) -> Any:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):  # subclasses, e.g. the Forward receiver's EventTime
@@ -154,9 +185,9 @@ def _other(value: Any) -> Any:
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
     if isinstance(value, dict):
-        return {key_text(k): clean_value(v) for k, v in value.items()}
+        return clean_map(dict(value), depth)
     if isinstance(value, list | tuple | set | frozenset):
-        return [clean_value(v) for v in value]
+        return _clean_items(value, depth)
     if isinstance(value, msgpack.Timestamp):
         try:
             return value.to_datetime().isoformat().replace("+00:00", "Z")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -12,9 +14,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from collector.core.model import LogRecord
-from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.fluent import normalize_fluent
+from collector.normalize.fluent_config import FluentNormalizeConfig
 from collector.normalize.record_time import EventTime
-from collector.normalize.values import clean_map, clean_value
+from collector.normalize.values import MAX_NESTING, clean_map, clean_value
 
 TAG = "kube.var.log.containers.checkout-7d4b9c8f6d-x2x9z_shop_app-0123.log"
 T0 = 1_714_557_600_123_456_789  # 2024-05-01T10:00:00.123456789Z
@@ -833,6 +836,29 @@ def test_a_record_too_deep_to_map_is_rejected_and_the_rest_kept() -> None:
     out = normalize_fluent(TAG, [(T0, deep), (T0, {"log": "fine"})], DEFAULT, OBSERVED, rejected)
     assert [r.body for r in out] == ["fine"]
     assert len(rejected) == 1 and "nested too deeply" in rejected[0][1]
+
+
+@pytest.mark.parametrize(
+    "level",
+    [lambda v: {"n": v}, lambda v: {1: v}, lambda v: [v], lambda v: (v, math.inf)],
+    ids=["map", "map with an integer key", "list", "tuple to clean"],
+)
+def test_nesting_is_limited_at_the_same_depth_compiled_or_not(level: Callable[[Any], Any]) -> None:
+    """A record nesting MAX_NESTING levels (itself included) is mapped, one more is rejected: an
+    explicit limit, since compiled (collector/compiled.py) the walk is not stopped by Python's
+    recursion limit."""
+
+    def nested(levels: int) -> dict[str, Any]:
+        value: Any = "leaf"
+        for _ in range(levels):
+            value = level(value)
+        return {"log": "line", "deep": value}
+
+    rejected: list[tuple[Any, str]] = []
+    entries = [(T0, nested(MAX_NESTING - 1)), (T0, nested(MAX_NESTING))]
+    out = normalize_fluent(TAG, entries, DEFAULT, OBSERVED, rejected)
+    assert len(out) == 1 and out[0].body == "line"
+    assert len(rejected) == 1 and rejected[0][0] is entries[1][1]
 
 
 # ---- batch and config --------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from collector.core.component import ComponentContext
 from collector.core.model import Batch, LogRecord, Severity, Signal
 from collector.core.telemetry import Telemetry
 from collector.normalize import severity
-from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.fluent import normalize_fluent
+from collector.normalize.fluent_config import FluentNormalizeConfig
 from collector.processors.filter import FilterProcessor
 from collector.status.store import LEVELS, ParamError, log_query
 from collector.status.store_html import LEVEL_CHOICES

@@ -27,7 +27,8 @@ from collector.exporterhelper.batch_codec import decode as decode_queued
 from collector.httpserver.answers import Rejected
 from collector.httpserver.answers import Rejected as HTTPRejected
 from collector.httpserver.body import decompress_snappy as decompress
-from collector.normalize.fluent import FluentNormalizeConfig, normalize_fluent
+from collector.normalize.fluent import normalize_fluent
+from collector.normalize.fluent_config import FluentNormalizeConfig
 from collector.normalize.otlp import (
     InvalidRequest,
     Rejections,

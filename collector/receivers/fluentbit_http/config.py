@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from collector.config.types import ByteSize, Endpoint, ServerTLS
 from collector.core.component import ComponentConfig
-from collector.normalize.fluent import FluentNormalizeConfig
+from collector.normalize.fluent_config import FluentNormalizeConfig
 
 MiB = 1024 * 1024
 
