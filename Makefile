@@ -13,8 +13,11 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # --inexact: keep pip and uv in the venv (they are not project dependencies).
 SYNC := $(UV) sync --locked --inexact --quiet
+# The tests of the modules collector/compiled.py compiles, run again as pure Python by `unit`.
+PURE_TESTS := tests/normalize tests/exporters/test_ecs.py tests/exporters/test_log_source.py \
+  tests/exporters/test_bulk.py tests/core/test_trace_ids.py tests/test_compiled.py
 
-.PHONY: run test stress lint typecheck unit system-deps bench clean lock lock-upgrade lock-check
+.PHONY: run test stress lint typecheck unit system-deps bench clean lock lock-upgrade lock-check compiled
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -35,15 +38,20 @@ lock-upgrade: $(UV)
 	$(UV) lock --upgrade
 
 $(STAMP): $(UV) pyproject.toml uv.lock | lock-check
-	$(SYNC)
+	$(SYNC) --extra compile
 	touch $@
 
 $(TEST_STAMP): $(UV) pyproject.toml uv.lock | lock-check
-	$(SYNC) --extra test
+	$(SYNC) --extra test --extra compile
 	touch $@ $(STAMP)
 
+## compiled: the hot path's modules compiled by mypyc (collector/compiled.py), when they are not
+## current; without a C compiler it says so and burnline runs them as pure Python
+compiled: $(STAMP)
+	-@$(BIN)/python -c 'import sys, collector.compiled as c; sys.exit(c.main(["build"]))'
+
 ## run: set up and start burnline on its built-in default config (Ctrl-C stops it)
-run: $(STAMP)
+run: $(STAMP) compiled
 	$(BIN)/burnline run
 
 ## system-deps: Debian's prometheus, alertmanager, node-exporter and chromium (headless, for the
@@ -68,8 +76,11 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-unit: $(TEST_STAMP) system-deps
+# The whole suite runs the compiled modules (when they could be built); the tests of what they
+# compile run once more as pure Python, the form burnline takes where no C compiler is.
+unit: $(TEST_STAMP) system-deps compiled
 	$(BIN)/pytest -q
+	BURNLINE_PURE_PYTHON=1 $(BIN)/pytest -q $(PURE_TESTS)
 
 ## stress: the whole suite twice at once plus a CPU hog on every core, three rounds (tests/stress.sh)
 stress: $(TEST_STAMP) system-deps
@@ -83,7 +94,7 @@ test: lock-check lint typecheck unit
 ## remote_write at ten times the connections with default limits (peak RSS, refusals counted by both
 ## sides); admin_slos.py what the admin endpoints cost with 10,000 SLOs; stages.py each stage's CPU
 ## per record in one process
-bench: $(STAMP)
+bench: $(STAMP) compiled
 	$(BIN)/python bench/pipeline.py --json bench/results-latest.json
 	$(BIN)/python bench/pipeline.py --overload --only forward-es,remote_write-prom
 	$(BIN)/python bench/queue_throughput.py
@@ -96,4 +107,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/stages.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache collector/compiled-manifest.json
+	find collector exporters -name '*.so' -delete
