@@ -34,8 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-# Modules compiled together, each one file. Not the pydantic config models (mypyc cannot compile
-# their class bodies), nor record_time (EventTime subclasses int, which mypyc does not implement).
+# Modules compiled together, each one file: what a log record or span costs between its decoding
+# and its bulk item, and the queue row. Not the pydantic config models (mypyc cannot compile their
+# class bodies), nor record_time (EventTime subclasses int, which mypyc does not implement), nor
+# exporters/elasticsearch/bulk.py (its tests replace module functions, which compiled callers would
+# not see), nor the OTLP decoding (upb's message access, not Python, is most of its cost).
 MODULES: tuple[str, ...] = (
     "collector.core.trace_ids",
     "collector.normalize.values",
@@ -45,6 +48,8 @@ MODULES: tuple[str, ...] = (
     "exporters.elasticsearch.ecs_fields",
     "exporters.elasticsearch.ecs",
     "exporters.elasticsearch.log_source",
+    "exporters.elasticsearch.span_source",
+    "collector.exporterhelper.batch_codec",
 )
 # Where mypyc puts the C runtime the compiled modules share (a module of the collector package).
 GROUP = "collector.hot_path"
@@ -71,12 +76,17 @@ def stale_reason(root: Path = ROOT, modules: Sequence[str] = MODULES) -> str | N
     built = [m for m in modules if _extensions(source_path(m, root))]
     if not built:
         return "not built" if not manifest.exists() else "no compiled module is left"
-    try:
-        recorded = json.loads(manifest.read_text())
-    except (OSError, ValueError):
+    recorded = _recorded(root)
+    if not recorded:
         return f"{manifest.name} is missing or unreadable"
+    dropped = sorted(m for m in recorded if m not in modules and _extensions(source_path(m, root)))
+    if dropped:
+        return f"built for a list of modules that has changed since: {', '.join(dropped)}"
     current = digests(root, modules)
-    changed = sorted(m for m in modules if recorded.get(m) != current[m])
+    added = sorted(m for m in modules if m not in recorded)
+    if added:
+        return f"not built yet: {', '.join(added)}"
+    changed = sorted(m for m in modules if recorded[m] != current[m])
     if changed:
         return f"edited since the build: {', '.join(changed)}"
     if len(built) != len(modules):
@@ -119,7 +129,17 @@ def guard() -> None:
         logging.getLogger("burnline").warning(
             "running the hot path as pure Python: its compiled modules are %s (`make` rebuilds them)", reason
         )
-    sys.meta_path.insert(0, _SourceFirst({m: source_path(m) for m in MODULES}))
+    listed = {*MODULES, *_recorded()}
+    sources = {m: source_path(m) for m in listed if source_path(m).exists()}
+    sys.meta_path.insert(0, _SourceFirst(sources))
+
+
+def _recorded(root: Path = ROOT) -> dict[str, str]:
+    try:
+        recorded = json.loads((root / MANIFEST.relative_to(ROOT)).read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def build(root: Path = ROOT) -> int:
@@ -127,9 +147,12 @@ def build(root: Path = ROOT) -> int:
     if stale_reason(root) is None:
         print("burnline: the compiled modules are current")
         return 0
-    for module in MODULES:
-        for old in _extensions(source_path(module, root)):
-            old.unlink()
+    # Every extension in the tree is an earlier build's (burnline has no other): a module taken off
+    # the list must not stay compiled beside its source.
+    for package in ("collector", "exporters"):
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            for old in (root / package).rglob(f"*{suffix}"):
+                old.unlink()
     (root / MANIFEST.relative_to(ROOT)).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="burnline-mypyc-") as work:
         # From a directory of its own: setup() would read the project's pyproject.toml otherwise, and
