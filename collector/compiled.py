@@ -36,10 +36,11 @@ from pathlib import Path
 from types import ModuleType
 
 # Modules compiled together, each one file: what a log record or span costs between its decoding
-# and its bulk item, and the queue row. Not the pydantic config models (mypyc cannot compile their
-# class bodies), nor record_time (EventTime subclasses int, which mypyc does not implement), nor
-# exporters/elasticsearch/bulk.py (its tests replace module functions, which compiled callers would
-# not see), nor the OTLP decoding (upb's message access, not Python, is most of its cost).
+# and its bulk item, the queue row, and a remote-write sample's conversion and exposition. Not the
+# pydantic config models (mypyc cannot compile their class bodies), nor record_time (EventTime
+# subclasses int, which mypyc does not implement), nor exporters/elasticsearch/bulk.py (its tests
+# replace module functions, which compiled callers would not see), nor the OTLP decoding (upb's
+# message access, not Python, is most of its cost).
 MODULES: tuple[str, ...] = (
     "collector.core.trace_ids",
     "collector.normalize.values",
@@ -51,6 +52,8 @@ MODULES: tuple[str, ...] = (
     "exporters.elasticsearch.log_source",
     "exporters.elasticsearch.span_source",
     "collector.exporterhelper.batch_codec",
+    "collector.receivers.remote_write.convert",
+    "exporters.prometheus.translator",
 )
 # Where mypyc puts the C runtime the compiled modules share (a module of the collector package).
 GROUP = "collector.hot_path"
