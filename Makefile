@@ -16,7 +16,8 @@ SYNC := $(UV) sync --locked --inexact --quiet
 # The tests of the modules collector/compiled.py compiles, run again as pure Python by `unit`.
 PURE_TESTS := tests/normalize tests/exporters/test_ecs.py tests/exporters/test_log_source.py \
   tests/exporters/test_span_source.py tests/exporters/test_bulk.py tests/exporterhelper/test_batch_codec.py \
-  tests/core/test_trace_ids.py tests/test_compiled.py
+  tests/core/test_trace_ids.py tests/receivers/test_remote_write.py tests/exporters/test_prometheus_exporter.py \
+  tests/test_compiled.py
 
 .PHONY: run test stress lint typecheck unit system-deps bench clean lock lock-upgrade lock-check compiled
 
