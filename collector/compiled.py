@@ -27,10 +27,7 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -73,10 +70,17 @@ def digests(root: Path = ROOT, modules: Sequence[str] = MODULES) -> dict[str, st
     return {m: hashlib.sha256(source_path(m, root).read_bytes()).hexdigest() for m in modules}
 
 
-def stale_reason(root: Path = ROOT, modules: Sequence[str] = MODULES) -> str | None:
+def manifest_path(root: Path) -> Path:
+    return root / MANIFEST.relative_to(ROOT)
+
+
+def stale_reason(
+    root: Path = ROOT, modules: Sequence[str] = MODULES, group: str | None = GROUP
+) -> str | None:
     """Why the compiled modules under ``root`` must not be loaded, or None when they match their
-    sources (or when none were built: then there is nothing to shadow them)."""
-    manifest = root / MANIFEST.relative_to(ROOT)
+    sources (or when none were built: then there is nothing to shadow them). ``group``: the module
+    whose library they share, which must be there too."""
+    manifest = manifest_path(root)
     built = [m for m in modules if _extensions(source_path(m, root))]
     if not built:
         return "not built" if not manifest.exists() else "no compiled module is left"
@@ -95,8 +99,8 @@ def stale_reason(root: Path = ROOT, modules: Sequence[str] = MODULES) -> str | N
         return f"edited since the build: {', '.join(changed)}"
     if len(built) != len(modules):
         return f"not all built: {', '.join(sorted(set(modules) - set(built)))}"
-    if modules is MODULES and not _extensions(source_path(f"{GROUP}__mypyc", root)):
-        return f"without their shared library {GROUP}__mypyc"
+    if group is not None and not _extensions(source_path(f"{group}__mypyc", root)):
+        return f"without their shared library {group}__mypyc"
     return None
 
 
@@ -140,7 +144,7 @@ def guard() -> None:
 
 def _recorded(root: Path = ROOT) -> dict[str, str]:
     try:
-        recorded = json.loads((root / MANIFEST.relative_to(ROOT)).read_text())
+        recorded = json.loads(manifest_path(root).read_text())
     except (OSError, ValueError):
         return {}
     return recorded if isinstance(recorded, dict) else {}
@@ -148,6 +152,10 @@ def _recorded(root: Path = ROOT) -> dict[str, str]:
 
 def build(root: Path = ROOT) -> int:
     """Compiles ``MODULES`` beside their sources; 0 when built (or already current), 1 when not."""
+    import shutil  # here: every burnline process imports this module, only `make` builds
+    import subprocess
+    import tempfile
+
     if stale_reason(root) is None:
         print("burnline: the compiled modules are current")
         return 0
@@ -157,7 +165,7 @@ def build(root: Path = ROOT) -> int:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             for old in (root / package).rglob(f"*{suffix}"):
                 old.unlink()
-    (root / MANIFEST.relative_to(ROOT)).unlink(missing_ok=True)
+    manifest_path(root).unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="burnline-mypyc-") as work:
         # From a directory of its own: setup() would read the project's pyproject.toml otherwise, and
         # mypyc's C files and objects stay out of the tree.
@@ -191,7 +199,7 @@ def build(root: Path = ROOT) -> int:
     if missing:
         print(f"burnline: mypyc built no extension for {', '.join(missing)}; running as pure Python")
         return 1
-    (root / MANIFEST.relative_to(ROOT)).write_text(json.dumps(digests(root), indent=1, sort_keys=True) + "\n")
+    manifest_path(root).write_text(json.dumps(digests(root), indent=1, sort_keys=True) + "\n")
     print(f"burnline: compiled {len(MODULES)} modules with mypyc")
     return 0
 

@@ -29,28 +29,33 @@ def _tree(root: Path) -> None:
 def _build_fake(root: Path) -> None:
     for module in MODULES:
         compiled.source_path(module, root).with_suffix(SUFFIX).write_bytes(b"")
-    manifest = root / compiled.MANIFEST.relative_to(compiled.ROOT)
+    manifest = compiled.manifest_path(root)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps(compiled.digests(root, MODULES)))
 
 
 def test_stale_reason_names_what_keeps_the_compiled_modules_out(tmp_path: Path) -> None:
     _tree(tmp_path)
-    assert compiled.stale_reason(tmp_path, MODULES) == "not built"
+    assert compiled.stale_reason(tmp_path, MODULES, None) == "not built"
     _build_fake(tmp_path)
-    assert compiled.stale_reason(tmp_path, MODULES) is None
+    assert compiled.stale_reason(tmp_path, MODULES, None) is None
+    # The library the compiled modules share (mypyc's group) must be there as well.
+    missing_library = compiled.stale_reason(tmp_path, MODULES, "pkg.lib")
+    assert missing_library == "without their shared library pkg.lib__mypyc"
+    compiled.source_path("pkg.lib__mypyc", tmp_path).with_suffix(SUFFIX).write_bytes(b"")
+    assert compiled.stale_reason(tmp_path, MODULES, "pkg.lib") is None
     source = compiled.source_path("pkg.sub.b", tmp_path)
     source.write_text(source.read_text() + "# edited\n")
-    assert compiled.stale_reason(tmp_path, MODULES) == "edited since the build: pkg.sub.b"
+    assert compiled.stale_reason(tmp_path, MODULES, None) == "edited since the build: pkg.sub.b"
     _build_fake(tmp_path)
     compiled.source_path("pkg.a", tmp_path).with_suffix(SUFFIX).unlink()
-    assert compiled.stale_reason(tmp_path, MODULES) == "not all built: pkg.a"
-    (tmp_path / compiled.MANIFEST.relative_to(compiled.ROOT)).unlink()
-    assert "missing or unreadable" in (compiled.stale_reason(tmp_path, MODULES) or "")
+    assert compiled.stale_reason(tmp_path, MODULES, None) == "not all built: pkg.a"
+    compiled.manifest_path(tmp_path).unlink()
+    assert "missing or unreadable" in (compiled.stale_reason(tmp_path, MODULES, None) or "")
     # A module compiled by an earlier build and taken off the list since would still shadow its
     # source: its extension makes the build stale too.
     _build_fake(tmp_path)
-    assert compiled.stale_reason(tmp_path, MODULES[:1]) == (
+    assert compiled.stale_reason(tmp_path, MODULES[:1], None) == (
         "built for a list of modules that has changed since: pkg.sub.b"
     )
 

@@ -91,11 +91,11 @@ def _clean_leaf(kind: type, value: Any) -> bool:
     return False
 
 
-# Loops rather than all(generator): every record passes here, most of them clean.
 def _too_deep() -> RecursionError:
     return RecursionError(f"a value nested deeper than {MAX_NESTING} levels")
 
 
+# Loops rather than all(generator): every record passes here, most of them clean.
 def _clean_dict(value: dict[Any, Any], depth: int) -> bool:
     if depth > MAX_NESTING:
         raise _too_deep()

@@ -112,8 +112,8 @@ class MergedTelemetry(Telemetry):
     def status_registry(self) -> _Families:
         """The workers' pipeline metrics, summed over workers, as of the last refresh, and the
         event loop lag of each process (see the module docstring)."""
-        own = [f for f in self.registry.collect() if f.name in _PER_PROCESS]
-        return _Families([*self._workers_summed, *own])
+        # Only the lag histogram of its own: collecting the whole registry would read /proc too.
+        return _Families([*self._workers_summed, *self.loop_lag.collect()])
 
     def start_refreshing(self, interval: float) -> None:
         self._refresher = asyncio.create_task(self._refresh(interval), name="worker-metrics")
