@@ -150,15 +150,36 @@ def _recorded(root: Path = ROOT) -> dict[str, str]:
     return recorded if isinstance(recorded, dict) else {}
 
 
+def missing_prerequisite() -> str | None:
+    """What this machine lacks to compile the modules (a C compiler, Python's headers, mypyc), or
+    None when it has everything: then a failed build is a fault to report, not a machine to live with."""
+    import shutil  # here: every burnline process imports this module, only `make` builds
+    import sysconfig
+
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler} is not on PATH)"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.exists():
+        return f"no Python headers ({headers} is missing)"
+    if importlib.util.find_spec("mypyc") is None:
+        return "mypyc is not installed (the compile extra: `make` installs it)"
+    return None
+
+
 def build(root: Path = ROOT) -> int:
     """Compiles ``MODULES`` beside their sources; 0 when built (or already current), 1 when not."""
-    import shutil  # here: every burnline process imports this module, only `make` builds
+    import shutil
     import subprocess
     import tempfile
 
     if stale_reason(root) is None:
         print("burnline: the compiled modules are current")
         return 0
+    missing = missing_prerequisite()
+    if missing is not None:
+        print(f"burnline: cannot compile the hot path here, {missing}; running it as pure Python")
+        return 1
     # Every extension in the tree is an earlier build's (burnline has no other): a module taken off
     # the list must not stay compiled beside its source.
     for package in ("collector", "exporters"):
@@ -195,9 +216,9 @@ def build(root: Path = ROOT) -> int:
             target = root / built.relative_to(out)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(built, target)
-    missing = [m for m in MODULES if not _extensions(source_path(m, root))]
-    if missing:
-        print(f"burnline: mypyc built no extension for {', '.join(missing)}; running as pure Python")
+    unbuilt = [m for m in MODULES if not _extensions(source_path(m, root))]
+    if unbuilt:
+        print(f"burnline: mypyc built no extension for {', '.join(unbuilt)}; running as pure Python")
         return 1
     manifest_path(root).write_text(json.dumps(digests(root), indent=1, sort_keys=True) + "\n")
     print(f"burnline: compiled {len(MODULES)} modules with mypyc")

@@ -97,6 +97,26 @@ def test_pure_python_on_request() -> None:
     assert found["not_used"] == "BURNLINE_PURE_PYTHON is set"
 
 
+def test_the_hot_path_is_compiled_wherever_it_can_be() -> None:
+    """`make compiled` ignores a failed build, since pure Python is a form burnline supports; so on
+    a machine that has all it takes, a build broken by a change would otherwise show only as the
+    compiled-only tests below being skipped."""
+    missing = compiled.missing_prerequisite()
+    if missing is not None:
+        pytest.skip(f"cannot compile here: {missing}")
+    reason = compiled.stale_reason()
+    assert reason is None, f"the compiled modules are not in use ({reason}): read `make compiled`'s output"
+
+
+def test_a_missing_compiler_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sysconfig
+
+    monkeypatch.setattr(
+        sysconfig, "get_config_var", lambda name: "no-such-cc -pthread" if name == "CC" else None
+    )
+    assert compiled.missing_prerequisite() == "no C compiler (no-such-cc is not on PATH)"
+
+
 built = pytest.mark.skipif(
     compiled.stale_reason() is not None,
     reason=f"the compiled modules are not in use here: {compiled.stale_reason()}",
