@@ -135,7 +135,8 @@ def guard() -> None:
         return
     if reason != "BURNLINE_PURE_PYTHON is set":
         logging.getLogger("burnline").warning(
-            "running the hot path as pure Python: its compiled modules are %s (`make` rebuilds them)", reason
+            "running the hot path as pure Python (its compiled modules: %s; `make compiled` rebuilds them)",
+            reason,
         )
     listed = {*MODULES, *_recorded()}
     sources = {m: source_path(m) for m in listed if source_path(m).exists()}
@@ -229,9 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["build"]:
         return build()
-    if args == ["status"]:
+    if args == ["status"]:  # exits 1 when they would not be used, as the image's build checks
         reason = stale_reason()
         print("compiled modules in use" if reason is None else f"pure Python: {reason}")
-        return 0
+        return 0 if reason is None else 1
     print("usage: main(['build']) or main(['status'])", file=sys.stderr)
     return 2
