@@ -15,7 +15,7 @@ TEST_STAMP := $(VENV)/.installed-test
 SYNC := $(UV) sync --locked --inexact --quiet
 # The tests of the modules collector/compiled.py compiles, run again as pure Python by `unit`.
 PURE_TESTS := tests/normalize tests/exporters/test_ecs.py tests/exporters/test_log_source.py \
-  tests/exporters/test_span_source.py tests/exporters/test_bulk.py tests/exporterhelper/test_batch_codec.py \
+  tests/exporters/test_span_source.py tests/exporters/test_bulk_items.py tests/exporterhelper/test_batch_codec.py \
   tests/core/test_trace_ids.py tests/receivers/test_remote_write.py tests/exporters/test_prometheus_exporter.py \
   tests/test_compiled.py
 

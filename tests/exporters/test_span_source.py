@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.core.model import Scope, Span, SpanEvent, SpanKind, SpanLink, StatusCode
-from exporters.elasticsearch import bulk, ecs
+from exporters.elasticsearch import bulk_items, ecs
 from exporters.elasticsearch.config import DataStreamConfig
 from exporters.elasticsearch.ecs_fields import attribute_fields, utf8_safe
 from exporters.elasticsearch.span_source import SpanResource, span_document_id, span_source
@@ -248,7 +248,7 @@ def test_whenever_the_compiled_shape_answers_it_equals_the_whole_document(
 )
 def test_encode_spans_answers_as_the_whole_documents_do(*, spans: list[Span], dynamic: bool) -> None:
     config = DataStreamConfig(dynamic=dynamic)
-    items, failed = bulk.encode_spans(spans, config)
+    items, failed = bulk_items.encode_spans(spans, config)
     expected_failed = []
     expected = []
     for span in spans:
