@@ -43,6 +43,13 @@ from collector.exporterhelper.queue import MemoryQueue, QueueConfig
 log = logging.getLogger("burnline.queue")
 
 SCHEMA_VERSION = 1
+# SQLite's page size for queue databases. A queued batch of Kubernetes log records is about 700 KB,
+# which SQLite keeps in a chain of overflow pages, each one written to the WAL with its own frame
+# header and checksum, then checkpointed: at 4 KiB pages (SQLite's default) committing one took
+# 1.9-2.3 ms of CPU, at 16 KiB 0.9-1.1, at 32 KiB 0.8-0.9; a 2 KB batch 0.031-0.038 ms at 4 KiB,
+# 0.035-0.049 at 16 KiB, 0.05-0.09 at 32-64 KiB (bench/RESULTS.md, "SQLite's page size"). The WAL
+# grows to about 1,000 pages between checkpoints (SQLite's default): 16 MiB a queue at this size.
+PAGE_SIZE = 16384
 _LOAD_ROWS = 256  # rows read back from disk per load, at most
 # Decoded records take about this many times the bytes of their queue row (msgpack): 4.2 for OTLP
 # spans, 4.5 for Kubernetes log records, 5.7 for remote-write samples (bench/decoded_size.py). The
@@ -53,6 +60,26 @@ BATCHES_TABLE = (
     "CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
     " records INTEGER NOT NULL, size INTEGER NOT NULL, crc INTEGER NOT NULL, payload BLOB NOT NULL)"
 )
+
+
+def _repage(db: sqlite3.Connection, component_id: str) -> None:
+    """An empty queue database with another page size (made by an older burnline, at SQLite's
+    default) is rebuilt at ``PAGE_SIZE``. WAL mode fixes a database's page size, so VACUUM runs
+    between leaving it and entering it again; with no rows that takes a few milliseconds. One that
+    holds rows keeps its page size until a start finds it empty (a stop drains it)."""
+    (size,) = db.execute("PRAGMA page_size").fetchone()
+    if size == PAGE_SIZE or db.execute("SELECT 1 FROM batches LIMIT 1").fetchone() is not None:
+        return
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        db.execute("VACUUM")
+    except sqlite3.OperationalError as exc:  # another connection holds it (a tool reading it)
+        log.warning("%s: queue database kept with %d-byte pages: %s", component_id, size, exc)
+    else:
+        log.info("%s: queue database rebuilt with %d-byte pages (it had %d)", component_id, PAGE_SIZE, size)
+    finally:
+        db.execute("PRAGMA journal_mode=WAL")
 
 
 def decoded_size(row_bytes: int) -> int:
@@ -123,6 +150,8 @@ class DurableQueue(MemoryQueue):
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Takes effect only in a database not written yet; an older one keeps its size (see _repage).
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if self.config.fsync else 'NORMAL'}")
         db.execute(BATCHES_TABLE)
@@ -134,6 +163,7 @@ class DurableQueue(MemoryQueue):
         try:
             db = self._connect()
             db.execute("PRAGMA quick_check").fetchall()
+            _repage(db, self.id)
             counts = self._counts(db)
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")

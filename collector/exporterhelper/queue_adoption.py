@@ -37,7 +37,7 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from collector.exporterhelper.durable_queue import BATCHES_TABLE, SCHEMA_VERSION
+from collector.exporterhelper.durable_queue import BATCHES_TABLE, PAGE_SIZE, SCHEMA_VERSION
 from collector.workers.identity import WorkerIdentity
 
 log = logging.getLogger("burnline.queue")
@@ -107,6 +107,7 @@ def adopt(target_db: Path, orphans: Sequence[Path]) -> tuple[int, int]:
     target_db.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(target_db, isolation_level=None)
     try:
+        db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # as DurableQueue makes its databases
         db.execute(BATCHES_TABLE)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return adopt_into(db, orphans)

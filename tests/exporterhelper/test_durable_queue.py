@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import zlib
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from collector.core.component import Refused
 from collector.core.model import Batch, LogRecord, MetricKind, MetricPoint, Signal, Span, Temporality
 from collector.core.telemetry import Telemetry
-from collector.exporterhelper import batch_codec
+from collector.exporterhelper import batch_codec, durable_queue
 from collector.exporterhelper.durable_queue import DurableQueue, decoded_size
 from collector.exporterhelper.queue import QueueConfig
 from collector.normalize.otlp import logs_from_proto
@@ -418,3 +420,78 @@ async def test_a_request_read_back_with_records_this_version_rejects_counts_what
     await again.release([back])
     assert again.records == 0
     await again.shutdown()
+
+
+def _page_size(directory: Path) -> int:
+    with closing(sqlite3.connect(directory / "es.db")) as db:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _old_database(directory: Path, rows_of: list[Batch]) -> None:
+    """A queue database as burnline made them before PAGE_SIZE: SQLite's default pages, WAL."""
+    db = sqlite3.connect(directory / "es.db", isolation_level=None)
+    db.execute("PRAGMA page_size=4096")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(durable_queue.BATCHES_TABLE)
+    for b in rows_of:
+        payload = batch_codec.encode(b)
+        db.execute(
+            "INSERT INTO batches (records, size, crc, payload) VALUES (?, ?, ?, ?)",
+            (len(b), b.size_bytes, zlib.crc32(payload), payload),
+        )
+    db.close()
+
+
+async def test_a_new_queue_database_has_the_larger_pages(tmp_path: Path) -> None:
+    q = await open_queue(tmp_path)
+    await q.put(batch("a"))
+    assert _page_size(tmp_path) == durable_queue.PAGE_SIZE != 4096
+    await q.shutdown()
+
+
+async def test_an_older_empty_database_is_rebuilt_with_the_larger_pages(tmp_path: Path) -> None:
+    _old_database(tmp_path, [batch("a")])
+    with closing(sqlite3.connect(tmp_path / "es.db", isolation_level=None)) as db:
+        db.execute("DELETE FROM batches")
+    q = await open_queue(tmp_path)
+    assert _page_size(tmp_path) == durable_queue.PAGE_SIZE
+    # The row numbers go on from where they were: AUTOINCREMENT's counter survives the rebuild.
+    await q.put(batch("b"))
+    with closing(sqlite3.connect(tmp_path / "es.db")) as db:
+        assert db.execute("SELECT seq FROM batches").fetchall() == [(2,)]
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    taken = await q.take(100, 10_000, 0)
+    assert bodies(taken) == ["b-0", "b-1"]
+    await q.release(taken or [])
+    await q.shutdown()
+
+
+async def test_an_older_database_holding_rows_keeps_its_pages_and_delivers_them(tmp_path: Path) -> None:
+    _old_database(tmp_path, [batch("a"), batch("b")])
+    q = await open_queue(tmp_path)
+    assert q.records == 4 and _page_size(tmp_path) == 4096
+    taken = await q.take(100, 10_000, 0)
+    assert bodies(taken) == ["a-0", "a-1", "b-0", "b-1"]
+    await q.release(taken or [])
+    await q.shutdown()
+    again = await open_queue(tmp_path)  # empty now: rebuilt on this start
+    assert _page_size(tmp_path) == durable_queue.PAGE_SIZE
+    await again.shutdown()
+
+
+async def test_an_older_database_another_connection_holds_is_kept_as_it_is(tmp_path: Path) -> None:
+    """Rebuilding needs the only connection; with another one open (a tool reading it) the queue
+    opens at the old page size, not as a corrupt database set aside."""
+    _old_database(tmp_path, [])
+    with closing(sqlite3.connect(tmp_path / "es.db", isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM batches").fetchone()
+        q = await open_queue(tmp_path)
+        reader.execute("COMMIT")
+    assert _page_size(tmp_path) == 4096
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    await q.put(batch("a"))
+    taken = await q.take(100, 10_000, 0)
+    assert bodies(taken) == ["a-0", "a-1"]
+    await q.release(taken or [])
+    await q.shutdown()
