@@ -43,12 +43,12 @@ from collector.exporterhelper.queue import MemoryQueue, QueueConfig
 log = logging.getLogger("burnline.queue")
 
 SCHEMA_VERSION = 1
-# SQLite's page size for queue databases. A queued batch of Kubernetes log records is about 700 KB,
-# which SQLite keeps in a chain of overflow pages, each one written to the WAL with its own frame
-# header and checksum, then checkpointed: at 4 KiB pages (SQLite's default) committing one took
-# 1.9-2.3 ms of CPU, at 16 KiB 0.9-1.1, at 32 KiB 0.8-0.9; a 2 KB batch 0.031-0.038 ms at 4 KiB,
-# 0.035-0.049 at 16 KiB, 0.05-0.09 at 32-64 KiB (bench/RESULTS.md, "SQLite's page size"). The WAL
-# grows to about 1,000 pages between checkpoints (SQLite's default): 16 MiB a queue at this size.
+# SQLite's page size for queue databases. A queued batch of 1,000 Kubernetes log records is a row
+# of about 700 KB, which SQLite keeps in a chain of overflow pages, each written to the WAL with its
+# own frame header and checksum and later checkpointed: at 16 KiB pages committing one takes about
+# half the CPU it takes at SQLite's default 4 KiB, and a batch of a few KB 10-20 % more, which
+# matters less (bench/queue_page_size.py; bench/RESULTS.md, "SQLite's page size"). The WAL grows to
+# about 1,000 pages between checkpoints (SQLite's default): about 16 MiB a queue at this size.
 PAGE_SIZE = 16384
 _LOAD_ROWS = 256  # rows read back from disk per load, at most
 # Decoded records take about this many times the bytes of their queue row (msgpack): 4.2 for OTLP
