@@ -104,6 +104,7 @@ bench: $(STAMP) compiled
 	$(BIN)/python bench/remote_write_shards.py
 	$(BIN)/python bench/durable_queue.py
 	$(BIN)/python bench/durable_storage_choice.py
+	$(BIN)/python bench/queue_page_size.py
 	$(BIN)/python bench/fuzz_decoders.py
 	$(BIN)/python bench/admin_slos.py
 	$(BIN)/python bench/stages.py

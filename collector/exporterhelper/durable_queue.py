@@ -46,8 +46,9 @@ SCHEMA_VERSION = 1
 # SQLite's page size for queue databases. A queued batch of 1,000 Kubernetes log records is a row
 # of about 700 KB, which SQLite keeps in a chain of overflow pages, each written to the WAL with its
 # own frame header and checksum and later checkpointed: at 16 KiB pages committing one takes about
-# half the CPU it takes at SQLite's default 4 KiB, and a batch of a few KB 10-20 % more, which
-# matters less (bench/queue_page_size.py; bench/RESULTS.md, "SQLite's page size"). The WAL grows to
+# half the CPU it takes at SQLite's default 4 KiB (a 230 KB row a third less), and a batch of a few
+# KB up to a tenth more, which matters less (bench/queue_page_size.py; bench/RESULTS.md, "SQLite's
+# page size"). Larger pages cost small rows more. The WAL grows to
 # about 1,000 pages between checkpoints (SQLite's default): about 16 MiB a queue at this size.
 PAGE_SIZE = 16384
 _LOAD_ROWS = 256  # rows read back from disk per load, at most
