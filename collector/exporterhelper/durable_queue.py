@@ -43,13 +43,13 @@ from collector.exporterhelper.queue import MemoryQueue, QueueConfig
 log = logging.getLogger("burnline.queue")
 
 SCHEMA_VERSION = 1
-# SQLite's page size for queue databases. A queued batch of 1,000 Kubernetes log records is a row
-# of about 700 KB, which SQLite keeps in a chain of overflow pages, each written to the WAL with its
-# own frame header and checksum and later checkpointed: at 16 KiB pages committing one takes about
-# half the CPU it takes at SQLite's default 4 KiB (a 230 KB row a third less), and a batch of a few
-# KB up to a tenth more, which matters less (bench/queue_page_size.py; bench/RESULTS.md, "SQLite's
-# page size"). Larger pages cost small rows more. The WAL grows to
-# about 1,000 pages between checkpoints (SQLite's default): about 16 MiB a queue at this size.
+# SQLite's page size for queue databases. A queued batch of 1,000 log records is a row of hundreds
+# of KB (230 KB for the bench's Kubernetes records, each pod's resource stored once), which SQLite
+# keeps in a chain of overflow pages, each written to the WAL with its own frame header and checksum
+# and later checkpointed. At 16 KiB pages committing a 230 KB row takes a third less CPU than at
+# SQLite's default 4 KiB, a 700 KB row half; a row of a few KB up to a tenth more, where CPU matters
+# less; larger pages cost small rows more (bench/queue_page_size.py; bench/RESULTS.md, "SQLite's
+# page size"). The WAL grows to about 1,000 pages between checkpoints: about 16 MiB a queue.
 PAGE_SIZE = 16384
 _LOAD_ROWS = 256  # rows read back from disk per load, at most
 # Decoded records take about this many times the bytes of their queue row (msgpack): 4.2 for OTLP
