@@ -4,7 +4,6 @@ The modules register themselves when imported; collector.components.load_builtin
 them all, so that a command that needs none of them (``burnline logs``) starts fast.
 """
 
-from collector.compiled import guard
-
-# Before exporters.elasticsearch's compiled modules can be imported (collector/compiled.py).
-guard()
+# Importing the collector package runs collector.compiled.guard(), which must come before any of
+# exporters.elasticsearch's compiled modules is imported; a second call would only hash the sources again.
+import collector  # noqa: F401

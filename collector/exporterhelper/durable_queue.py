@@ -25,6 +25,7 @@ sequence number handles senders that finish out of order without a separate posi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -75,12 +76,15 @@ def _repage(db: sqlite3.Connection, component_id: str) -> None:
         db.execute("PRAGMA journal_mode=DELETE")
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         db.execute("VACUUM")
-    except sqlite3.OperationalError as exc:  # another connection holds it (a tool reading it)
-        log.warning("%s: queue database kept with %d-byte pages: %s", component_id, size, exc)
-    else:
-        log.info("%s: queue database rebuilt with %d-byte pages (it had %d)", component_id, PAGE_SIZE, size)
-    finally:
         db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:  # another connection holds it (a tool reading it)
+        # Never the corrupt-database path for this: at worst the queue runs this once with a
+        # rollback journal (as durable), and the next open enters WAL mode again.
+        with contextlib.suppress(sqlite3.OperationalError):
+            db.execute("PRAGMA journal_mode=WAL")
+        log.warning("%s: queue database kept with %d-byte pages: %s", component_id, size, exc)
+        return
+    log.info("%s: queue database rebuilt with %d-byte pages (it had %d)", component_id, PAGE_SIZE, size)
 
 
 def decoded_size(row_bytes: int) -> int:
