@@ -39,6 +39,7 @@ from collector.core.component import (
 from collector.core.gc_tuning import tune_for_streaming
 from collector.core.in_flight import InFlight
 from collector.core.loop_lag import LoopLagMonitor
+from collector.core.malloc_tuning import tune_allocator
 from collector.core.memory_limiter import MemoryLimiter
 from collector.core.model import Batch, Signal
 from collector.core.pipeline import Pipeline, ReceiverConsumer
@@ -495,6 +496,7 @@ class Service:
         ``started`` is called once the service runs (a worker tells its supervisor so)."""
         loop = asyncio.get_running_loop()
         reload_requested, stop_requested = signal_events()
+        log.info("allocator: %s", tune_allocator())  # before start, so every batch's buffers follow it
         try:
             await self.start()
         except (ConfigError, StartupError) as exc:  # one line naming what to fix, no traceback
