@@ -479,7 +479,12 @@ FLOORS: dict[str, Callable[[float], float]] = {
 def measure_floor(kind: str, seconds: float, core: set[int]) -> float:
     """Runs a floor in a child process pinned to ``core`` (burnline's) and returns its rate."""
     code = (
-        f"import sys, os; sys.path.insert(0, {str(HERE)!r}); os.sched_setaffinity(0, {sorted(core)!r}); "
+        f"import sys, os; sys.path[:0] = [{str(HERE)!r}, {str(ROOT)!r}]; "
+        f"os.sched_setaffinity(0, {sorted(core)!r}); "
+        # The allocator as burnline sets it: at glibc's defaults the Forward floor's process spent
+        # about a third of its time faulting in pages its heap had just given back (RESULTS.md,
+        # "glibc's allocator"), and a floor that does avoidable work flatters every ratio to it.
+        "from collector.core.malloc_tuning import tune_allocator; tune_allocator(); "
         f"import pipeline; print(pipeline.FLOORS[{kind!r}]({seconds!r}))"
     )
     out = subprocess.run(

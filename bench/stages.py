@@ -13,10 +13,10 @@ share is read from a profile. This times the stages themselves, on the same payl
 - otlp-es: an OTLP/HTTP protobuf request of 500 spans decoded (items_from_request), then as above.
 
 The sum is the least a core spends on a record on that path. The end-to-end figure of
-bench/pipeline.py is higher: there the same stages take about a quarter longer (their share of a
-py-spy profile against the CPU per record), and the rest (sockets, acks, the queue's SQLite
-thread, the bulk round trip, the loop) adds about a fifth (bench/RESULTS.md, "Where a Forward
-record's CPU goes").
+bench/pipeline.py is higher: on the compiled code a Forward record took 28-29 us end to end against
+16-25 here: the stages a tenth to a quarter longer than here, and the rest (sockets, acks, the queue's
+SQLite thread, the bulk round trip, the loop) about a third of the whole (bench/RESULTS.md, "Every
+scenario on the code of `83194fa`").
 
 Run: taskset -c 0 .venv/bin/python bench/stages.py [--rounds 7] [--only forward-es,...]
 """
@@ -38,6 +38,7 @@ sys.path.insert(1, str(HERE.parent))
 import workloads  # noqa: E402
 
 from collector.core.gc_tuning import tune_for_streaming  # noqa: E402
+from collector.core.malloc_tuning import tune_allocator  # noqa: E402
 from collector.core.model import Batch, Signal  # noqa: E402
 from collector.exporterhelper import batch_codec  # noqa: E402
 from collector.normalize.fluent import normalize_fluent  # noqa: E402
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--only", default=",".join(PATHS))
     args = parser.parse_args()
+    tune_allocator()  # as the service does at start (collector/core/malloc_tuning.py)
     print(f"{'path':<14} {'stage':<11} {'us/rec min':>10} {'median':>8}")
     for name in args.only.split(","):
         make, signal, stages = PATHS[name]
