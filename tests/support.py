@@ -66,6 +66,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The listening addresses of burnline's built-in default config, each read from its variable (the
+# admin endpoint is BurnlineProcess's to choose).
+BUILT_IN_ENDPOINTS = (
+    "BURNLINE_FORWARD_ENDPOINT",
+    "BURNLINE_HTTP_ENDPOINT",
+    "BURNLINE_OTLP_GRPC_ENDPOINT",
+    "BURNLINE_OTLP_HTTP_ENDPOINT",
+    "BURNLINE_REMOTE_WRITE_ENDPOINT",
+    "BURNLINE_PROMETHEUS_ENDPOINT",
+)
+
+
+def built_in_endpoints() -> dict[str, str]:
+    """Each of ``BUILT_IN_ENDPOINTS`` on a free loopback port."""
+    return {name: f"127.0.0.1:{free_port()}" for name in BUILT_IN_ENDPOINTS}
+
+
 @asynccontextmanager
 async def running_service(
     config: dict[str, Any], data_dir: str, grace: float = 10.0

@@ -14,7 +14,7 @@ import pytest
 
 from collector.core import malloc_tuning
 from tests.process import BurnlineProcess
-from tests.support import free_port
+from tests.support import built_in_endpoints
 
 # Where a 4 MiB allocation lands: glibc serves it from the heap (below the program break) or from a
 # mapping of its own (above it, where the shared libraries are).
@@ -79,17 +79,7 @@ def test_glibc_tunables_count_as_the_operators_choice(monkeypatch: pytest.Monkey
 async def test_the_service_tunes_its_allocator_at_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {
-        name: f"127.0.0.1:{free_port()}"
-        for name in (
-            "BURNLINE_FORWARD_ENDPOINT",
-            "BURNLINE_HTTP_ENDPOINT",
-            "BURNLINE_OTLP_GRPC_ENDPOINT",
-            "BURNLINE_OTLP_HTTP_ENDPOINT",
-            "BURNLINE_REMOTE_WRITE_ENDPOINT",
-            "BURNLINE_PROMETHEUS_ENDPOINT",
-        )
-    }
+    env = built_in_endpoints()
     env["BURNLINE_DATA_DIR"] = str(tmp_path / "data")
     for name in malloc_tuning.OPERATOR_SETTINGS:
         monkeypatch.delenv(name, raising=False)  # the child inherits the rest of this environment

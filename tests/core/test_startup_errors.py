@@ -19,17 +19,9 @@ import yaml
 from collector.config import load_config, parse_config
 from collector.core.service import Service
 from collector.core.startup_errors import StartupError, check_data_dir, variables_by_key
-from tests.support import free_port
+from tests.support import BUILT_IN_ENDPOINTS, free_port
 
-PORT_VARIABLES = (
-    "BURNLINE_FORWARD_ENDPOINT",
-    "BURNLINE_HTTP_ENDPOINT",
-    "BURNLINE_OTLP_GRPC_ENDPOINT",
-    "BURNLINE_OTLP_HTTP_ENDPOINT",
-    "BURNLINE_REMOTE_WRITE_ENDPOINT",
-    "BURNLINE_PROMETHEUS_ENDPOINT",
-    "BURNLINE_ADMIN_ENDPOINT",
-)
+PORT_VARIABLES = (*BUILT_IN_ENDPOINTS, "BURNLINE_ADMIN_ENDPOINT")
 
 
 def built_in_env(data_dir: Path, **overrides: str) -> dict[str, str]:
