@@ -24,7 +24,6 @@ Run: taskset -c 0 .venv/bin/python bench/stages.py [--rounds 7] [--only forward-
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import time
@@ -148,10 +147,10 @@ def main() -> None:
     for name in args.only.split(","):
         make, signal, stages = PATHS[name]
         payloads = make()
-        # The collector as the service runs it (collector/core/gc_tuning.py): start-up frozen, a young
-        # collection every YOUNG_THRESHOLD allocations. At CPython's default of 700 the collections
-        # took about 7 % of this script's samples (py-spy --native), which the service never pays.
-        thresholds = gc.get_threshold()
+        # The collector as the service runs it (collector/core/gc_tuning.py): what exists now frozen
+        # (the last path's payloads unfrozen and collected first), a young collection every
+        # YOUNG_THRESHOLD allocations. At CPython's default of 700 the collections took about 7 % of
+        # this script's samples (py-spy --native), which the service never pays.
         tune_for_streaming()
         rounds = [one_round(payloads, signal, stages) for _ in range(args.rounds)]
         records = rounds[0][1]
@@ -164,8 +163,6 @@ def main() -> None:
             f"   {1e6 / min(totals):,.0f} records per CPU-second at best",
             flush=True,
         )
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
 
 
 if __name__ == "__main__":
