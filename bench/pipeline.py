@@ -280,7 +280,7 @@ SCENARIOS = [
         "otlp-grpc",
         _otlp_exporter("grpc"),
         500,
-        "otlp",
+        "otlp-wire",
     ),
     Scenario(
         "otlp-http-otlp",
@@ -292,7 +292,7 @@ SCENARIOS = [
         "otlp-http",
         _otlp_exporter("http"),
         500,
-        "otlp",
+        "otlp-wire",
     ),
     Scenario(
         "remote_write-prom",
@@ -393,8 +393,36 @@ def floor_json(seconds: float) -> float:
     return done / (time.perf_counter() - started)
 
 
+def _any_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return _key_values(value.kvlist_value.values)
+    return getattr(value, kind) if kind else None
+
+
+def _key_values(pairs: Any) -> dict[str, Any]:
+    out = {}
+    for kv in pairs:
+        value = kv.value
+        # A non-empty string (most values) by one field read, without asking the oneof.
+        text = value.string_value
+        out[kv.key] = text if text else _any_value(value)
+    return out
+
+
+def _event(event: Any) -> dict[str, Any]:
+    return {"time": event.time_unix_nano, "name": event.name, "attributes": _key_values(event.attributes)}
+
+
 def floor_otlp(seconds: float) -> float:
-    """Spans/s: parse ExportTraceServiceRequests, encode one JSON document per span, gzip'd."""
+    """Spans/s: parse ExportTraceServiceRequests with upb, encode one JSON document per span holding
+    every field the span, its scope and its resource carry (what an Elasticsearch document of the
+    span must hold; the resource's and the scope's fields read once per group), gzip'd.
+
+    Until 8 December 2026 this wrote five fields a span (ids, name, start, end), a fraction of the
+    content burnline must deliver, while the log floors encode each whole record."""
     bodies = workloads.trace_requests(16, 500)
     done = 0
     end = time.perf_counter() + seconds
@@ -402,20 +430,55 @@ def floor_otlp(seconds: float) -> float:
     while time.perf_counter() < end:
         for body in bodies:
             request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-            docs = [
-                {
-                    "trace.id": span.trace_id.hex(),
-                    "span.id": span.span_id.hex(),
-                    "name": span.name,
-                    "start": span.start_time_unix_nano,
-                    "end": span.end_time_unix_nano,
-                }
-                for rs in request.resource_spans
-                for ss in rs.scope_spans
-                for span in ss.spans
-            ]
+            docs = []
+            for rs in request.resource_spans:
+                resource = _key_values(rs.resource.attributes)
+                for ss in rs.scope_spans:
+                    scope: dict[str, Any] = {"name": ss.scope.name, "version": ss.scope.version}
+                    if ss.scope.attributes:
+                        scope["attributes"] = _key_values(ss.scope.attributes)
+                    for span in ss.spans:
+                        status = span.status
+                        doc = {
+                            "trace.id": span.trace_id.hex(),
+                            "span.id": span.span_id.hex(),
+                            "parent.id": span.parent_span_id.hex(),
+                            "name": span.name,
+                            "kind": span.kind,
+                            "start": span.start_time_unix_nano,
+                            "end": span.end_time_unix_nano,
+                            "status": {"code": status.code, "message": status.message},
+                            "attributes": _key_values(span.attributes),
+                            "scope": scope,
+                            "resource": resource,
+                        }
+                        if span.events:
+                            doc["events"] = [_event(event) for event in span.events]
+                        if span.links:
+                            doc["links"] = [
+                                {"trace.id": k.trace_id.hex(), "span.id": k.span_id.hex()} for k in span.links
+                            ]
+                        docs.append(doc)
             _bulk_body(docs)
             done += len(docs)
+    return done / (time.perf_counter() - started)
+
+
+def floor_otlp_wire(seconds: float) -> float:
+    """Spans/s for OTLP in and OTLP out: parse each ExportTraceServiceRequest with upb (to check and
+    count its spans) and gzip the request as received, which is what burnline sends on (``Batch.wire``).
+
+    Until 8 December 2026 the OTLP -> OTLP scenarios were compared with the JSON-encoding floor above,
+    work that path never does."""
+    bodies = workloads.trace_requests(16, 500)
+    done = 0
+    end = time.perf_counter() + seconds
+    started = time.perf_counter()
+    while time.perf_counter() < end:
+        for body in bodies:
+            request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+            done += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+            gzip_compress(body, 1)
     return done / (time.perf_counter() - started)
 
 
@@ -471,6 +534,7 @@ FLOORS: dict[str, Callable[[float], float]] = {
     "forward": floor_forward,
     "json": floor_json,
     "otlp": floor_otlp,
+    "otlp-wire": floor_otlp_wire,
     "remote_write": floor_remote_write,
     "scrape": floor_scrape,
 }
@@ -485,6 +549,10 @@ def measure_floor(kind: str, seconds: float, core: set[int]) -> float:
         # about a third of its time faulting in pages its heap had just given back (RESULTS.md,
         # "glibc's allocator"), and a floor that does avoidable work flatters every ratio to it.
         "from collector.core.malloc_tuning import tune_allocator; tune_allocator(); "
+        # The garbage collector as burnline runs it (start-up frozen, a young collection every
+        # 20,000 allocations): at CPython's default of 700 the JSON floor spent about a third of
+        # its time collecting (RESULTS.md, "Floors with the garbage collector as burnline runs it").
+        "from collector.core.gc_tuning import tune_for_streaming; tune_for_streaming(); "
         f"import pipeline; print(pipeline.FLOORS[{kind!r}]({seconds!r}))"
     )
     out = subprocess.run(
