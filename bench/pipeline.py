@@ -15,9 +15,11 @@ left, so each row's "whole run" line also gives every record accepted in the run
 burnline spent from ready to drained, which carries no backlog.
 
 The floor is measured in the same run, on the same core: only decoding the same payloads and
-encoding the bulk bodies, the least work a scenario must do. Every scenario is also reported as a
-ratio of its records per CPU-second to its floor, which stays meaningful on a shared, noisy machine
-where absolute numbers do not.
+encoding the bulk bodies with all they carry (OTLP in and out: parsing the requests and gzipping
+them as received, which is what burnline sends on), in a process whose allocator and garbage
+collector are set as burnline sets its own: the least work a scenario must do. Every scenario is
+also reported as a ratio of its records per CPU-second to its floor, which stays meaningful on a
+shared, noisy machine where absolute numbers do not.
 
 Metrics scenarios: `remote_write-prom` (remote-write requests in, the pull exporter out: delivered
 is burnline_records_exported_total of the exporter, and after the drain the bench checks every
@@ -421,8 +423,8 @@ def floor_otlp(seconds: float) -> float:
     every field the span, its scope and its resource carry (what an Elasticsearch document of the
     span must hold; the resource's and the scope's fields read once per group), gzip'd.
 
-    Until 8 December 2026 this wrote five fields a span (ids, name, start, end), a fraction of the
-    content burnline must deliver, while the log floors encode each whole record."""
+    Until the night of 7 December 2026 this wrote five fields a span (ids, name, start, end), a
+    fraction of what burnline must deliver, while the log floors encode each whole record."""
     bodies = workloads.trace_requests(16, 500)
     done = 0
     end = time.perf_counter() + seconds
@@ -468,8 +470,8 @@ def floor_otlp_wire(seconds: float) -> float:
     """Spans/s for OTLP in and OTLP out: parse each ExportTraceServiceRequest with upb (to check and
     count its spans) and gzip the request as received, which is what burnline sends on (``Batch.wire``).
 
-    Until 8 December 2026 the OTLP -> OTLP scenarios were compared with the JSON-encoding floor above,
-    work that path never does."""
+    Until the night of 7 December 2026 the OTLP -> OTLP scenarios were compared with the
+    JSON-encoding floor above, work that path never does."""
     bodies = workloads.trace_requests(16, 500)
     done = 0
     end = time.perf_counter() + seconds
@@ -551,7 +553,7 @@ def measure_floor(kind: str, seconds: float, core: set[int]) -> float:
         "from collector.core.malloc_tuning import tune_allocator; tune_allocator(); "
         # The garbage collector as burnline runs it (start-up frozen, a young collection every
         # 20,000 allocations): at CPython's default of 700 the JSON floor spent about a third of
-        # its time collecting (RESULTS.md, "Floors with the garbage collector as burnline runs it").
+        # its time collecting (bench/RESULTS.md, "Floors that do the whole work").
         "from collector.core.gc_tuning import tune_for_streaming; tune_for_streaming(); "
         f"import pipeline; print(pipeline.FLOORS[{kind!r}]({seconds!r}))"
     )
