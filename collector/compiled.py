@@ -44,6 +44,7 @@ MODULES: tuple[str, ...] = (
     "collector.normalize.severity",
     "collector.normalize.fluent_resource",
     "collector.normalize.fluent",
+    "collector.normalize.raw_key_values",
     "exporters.elasticsearch.ecs_fields",
     "exporters.elasticsearch.ecs",
     "exporters.elasticsearch.log_source",

@@ -38,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.core.model import NO_ITEMS, LogRecord, MetricPoint, Signal, Span, SpanEvent, SpanLink
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES
 from collector.normalize.otlp_metrics import METRIC_KINDS, MetricIdentity, add_points
+from collector.normalize.otlp_raw_attributes import RawExportTraceServiceRequest, original_names
 from collector.normalize.otlp_values import (
     Rejections,
     any_value,
@@ -46,6 +47,7 @@ from collector.normalize.otlp_values import (
     id_problem,
     scope_groups,
 )
+from collector.normalize.raw_key_values import raw_attributes
 
 M = TypeVar("M", bound=Message)
 
@@ -67,7 +69,8 @@ def parse_proto_request(body: bytes, message_class: type[M]) -> M:
     try:
         return message_class.FromString(body)
     except DecodeError as exc:
-        raise InvalidRequest(f"invalid protobuf {message_class.DESCRIPTOR.name}: {exc}") from None
+        detail = original_names(str(exc))
+        raise InvalidRequest(f"invalid protobuf {message_class.DESCRIPTOR.name}: {detail}") from None
     except RecursionError:
         raise InvalidRequest(f"invalid protobuf {message_class.DESCRIPTOR.name}: nested too deeply") from None
 
@@ -156,13 +159,15 @@ def _hex_ids_to_base64(value: dict[str, Any], descriptor: Descriptor, path: str)
 # Traces.
 
 
-def spans_from_proto(request: ExportTraceServiceRequest, rejections: Rejections | None = None) -> list[Span]:
-    """The spans of a request; invalid ones are left out and counted in ``rejections``."""
+def spans_from_proto(request: Message, rejections: Rejections | None = None) -> list[Span]:
+    """The spans of a request (an ExportTraceServiceRequest, or its twin that keeps each span's
+    attributes serialized); invalid ones are left out and counted in ``rejections``."""
     rejected = rejections if rejections is not None else Rejections()
+    raw = isinstance(request, RawExportTraceServiceRequest)
     spans: list[Span] = []
     append = spans.append
     number = 0  # 1-based, across the whole request, for messages
-    groups = scope_groups(request.resource_spans, "scope_spans", "spans")
+    groups = scope_groups(request.resource_spans, "scope_spans", "spans")  # type: ignore[attr-defined]
     for resource, resource_schema_url, resource_dropped, scope, items in groups:
         for span in items:
             number += 1
@@ -181,6 +186,15 @@ def spans_from_proto(request: ExportTraceServiceRequest, rejections: Rejections 
                 if problem is not None:
                     rejected.add(f"{describe('span', span.name, number)}: {problem}")
                     continue
+            if raw:
+                try:
+                    span_attributes = raw_attributes(span.attributes)
+                except DecodeError as exc:
+                    problem = f"an attribute is not a valid KeyValue ({original_names(str(exc))})"
+                    rejected.add(f"{describe('span', span.name, number)}: {problem}")
+                    continue
+            else:
+                span_attributes = attributes(span.attributes)
             status = span.status
             # Positional, in Span's field order: measurably cheaper than keywords on this path.
             append(
@@ -194,7 +208,7 @@ def spans_from_proto(request: ExportTraceServiceRequest, rejections: Rejections 
                     span.trace_state,
                     span.flags,
                     span.kind,
-                    attributes(span.attributes),
+                    span_attributes,
                     span.dropped_attributes_count,
                     [
                         SpanEvent(
@@ -339,10 +353,16 @@ REQUESTS: dict[Signal, tuple[type[Message], Callable[[Any, Rejections], list[Any
     Signal.LOGS: (ExportLogsServiceRequest, logs_from_proto),
     Signal.METRICS: (ExportMetricsServiceRequest, metrics_from_proto),
 }
+# The class binary protobuf requests are parsed as: for traces, the twin that keeps each span's
+# attributes serialized (otlp_raw_attributes.py), read without upb's per-attribute objects.
+BINARY_REQUESTS: dict[Signal, type[Message]] = {
+    Signal.TRACES: RawExportTraceServiceRequest,
+    Signal.LOGS: ExportLogsServiceRequest,
+    Signal.METRICS: ExportMetricsServiceRequest,
+}
 
 
 def items_from_request(signal: Signal, body: bytes, rejections: Rejections) -> list[Any]:
     """The items of a serialized OTLP export request of ``signal``; the invalid ones are left out
     and counted in ``rejections``. InvalidRequest when ``body`` is not such a request."""
-    request_class, decode = REQUESTS[signal]
-    return decode(parse_proto_request(body, request_class), rejections)
+    return REQUESTS[signal][1](parse_proto_request(body, BINARY_REQUESTS[signal]), rejections)

@@ -72,6 +72,7 @@ from collector.core.model import (
 )
 from collector.core.service import Service
 from collector.core.telemetry import Telemetry
+from collector.normalize.otlp_raw_attributes import RawExportTraceServiceRequest
 from collector.receivers.otlp import receiver as otlp
 from collector.receivers.otlp.receiver import OTLPReceiver, OTLPReceiverConfig
 from tests.support import free_port, metric_value, running_service, wait_until
@@ -614,6 +615,29 @@ async def test_partial_success_for_spans_with_bad_ids(tmp_path: Path) -> None:
         await wait_until(lambda: len(h.captured) == 4)
         assert sorted(s.name for s in h.captured) == ["span-1", "span-1", "span-3", "span-3"]
         assert h.errors("invalid_items") == 3
+
+
+async def test_partial_success_for_a_span_with_an_attribute_that_is_not_utf8(tmp_path: Path) -> None:
+    # upb would refuse the whole request at parse time; burnline reads span attributes after the
+    # parse (collector/normalize/raw_key_values.py), so only the span that carries one is refused.
+    twin = RawExportTraceServiceRequest.FromString(
+        trace_request(pb_span(1), pb_span(2), pb_span(3)).SerializeToString()
+    )
+    bad = b"\x0a\x01k\x12\x05\x0a\x03a\xffc"  # KeyValue{key: "k", value: {string_value: b"a\xffc"}}
+    twin.resource_spans[0].scope_spans[0].spans[1].attributes.append(bad)  # type: ignore[attr-defined]
+    async with harness(tmp_path) as h:
+        spy = h.spy(Signal.TRACES)
+        status, answer, _ = await h.post(twin.SerializeToString())
+        assert status == 200
+        response = ExportTraceServiceResponse.FromString(answer)
+        assert response.partial_success.rejected_spans == 1
+        assert response.partial_success.error_message.startswith(
+            "rejected 1 invalid spans: span #2 ('span-2'): an attribute is not a valid KeyValue ("
+        )
+        assert "bad UTF-8" in response.partial_success.error_message
+        [batch] = spy.batches
+        assert [s.name for s in batch.items] == ["span-1", "span-3"] and batch.wire is None
+        assert h.errors("invalid_items") == 1
 
 
 async def test_empty_request_succeeds_without_a_batch(tmp_path: Path) -> None:

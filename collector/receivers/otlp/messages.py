@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.core.model import Signal
-from collector.normalize.otlp import REQUESTS
+from collector.normalize.otlp import BINARY_REQUESTS, REQUESTS
 from collector.normalize.otlp_values import Rejections
 
 PROTOBUF = "application/x-protobuf"
@@ -36,7 +36,8 @@ class Kind:
     """What differs between the three signals' Export calls."""
 
     signal: Signal
-    request_class: type[Message]
+    request_class: type[Message]  # what OTLP/JSON requests are parsed into
+    binary_class: type[Message]  # what binary protobuf requests are parsed as (the same bytes)
     # Builds the Export response; with rejections, its partial_success names how many and why.
     respond: Callable[[int, str], Message]
     decode: Callable[[Any, Rejections], list[Any]]
@@ -79,7 +80,7 @@ def _service(module: Any, name: str) -> str:
 
 def _kind(signal: Signal, respond: Callable[[int, str], Message], items: str, service: str) -> Kind:
     request_class, decode = REQUESTS[signal]  # the request and its items, as the durable queue reads them
-    return Kind(signal, request_class, respond, decode, items, service)
+    return Kind(signal, request_class, BINARY_REQUESTS[signal], respond, decode, items, service)
 
 
 KINDS = {

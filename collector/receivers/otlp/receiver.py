@@ -197,7 +197,7 @@ def _decode(
         if fmt == "json":
             message = parse_json_request(body, kind.request_class)
         else:
-            message = parse_proto_request(body, kind.request_class)
+            message = parse_proto_request(body, kind.binary_class)
     except InvalidRequest as exc:
         raise bad_data(f"invalid_{fmt}", str(exc)) from None
     rejections = Rejections()
