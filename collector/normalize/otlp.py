@@ -38,7 +38,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.core.model import NO_ITEMS, LogRecord, MetricPoint, Signal, Span, SpanEvent, SpanLink
 from collector.core.trace_ids import SPAN_ID_BYTES, TRACE_ID_BYTES
 from collector.normalize.otlp_metrics import METRIC_KINDS, MetricIdentity, add_points
-from collector.normalize.otlp_raw_attributes import RawExportTraceServiceRequest, original_names
+from collector.normalize.otlp_raw_attributes import (
+    RawExportLogsServiceRequest,
+    RawExportTraceServiceRequest,
+    original_names,
+)
 from collector.normalize.otlp_values import (
     Rejections,
     any_value,
@@ -270,15 +274,15 @@ def _span_problem(trace_id: bytes, span_id: bytes, parent_span_id: bytes, links:
 # Logs.
 
 
-def logs_from_proto(
-    request: ExportLogsServiceRequest, rejections: Rejections | None = None
-) -> list[LogRecord]:
-    """The log records of a request; those with malformed ids are left out and counted."""
+def logs_from_proto(request: Message, rejections: Rejections | None = None) -> list[LogRecord]:
+    """The log records of a request (an ExportLogsServiceRequest, or its twin that keeps each
+    record's attributes serialized); those with malformed ids or attributes are left out and counted."""
     rejected = rejections if rejections is not None else Rejections()
+    raw = isinstance(request, RawExportLogsServiceRequest)
     records: list[LogRecord] = []
     append = records.append
     number = 0  # 1-based, across the whole request, for messages
-    groups = scope_groups(request.resource_logs, "scope_logs", "log_records")
+    groups = scope_groups(request.resource_logs, "scope_logs", "log_records")  # type: ignore[attr-defined]
     for resource, resource_schema_url, resource_dropped, scope, items in groups:
         for log in items:
             number += 1
@@ -289,13 +293,22 @@ def logs_from_proto(
             if problem is not None:
                 rejected.add(f"{describe('log record', log.event_name, number)}: {problem}")
                 continue
+            if raw:
+                try:
+                    record_attributes = raw_attributes(log.attributes)
+                except DecodeError as exc:
+                    problem = f"an attribute is not a valid KeyValue ({original_names(str(exc))})"
+                    rejected.add(f"{describe('log record', log.event_name, number)}: {problem}")
+                    continue
+            else:
+                record_attributes = attributes(log.attributes)
             append(
                 LogRecord(
                     time_unix_nano=log.time_unix_nano,
                     body=any_value(log.body) if log.HasField("body") else None,
                     severity_number=log.severity_number,
                     severity_text=log.severity_text,
-                    attributes=attributes(log.attributes),
+                    attributes=record_attributes,
                     resource=resource,
                     trace_id=log.trace_id.hex(),
                     span_id=log.span_id.hex(),
@@ -353,11 +366,11 @@ REQUESTS: dict[Signal, tuple[type[Message], Callable[[Any, Rejections], list[Any
     Signal.LOGS: (ExportLogsServiceRequest, logs_from_proto),
     Signal.METRICS: (ExportMetricsServiceRequest, metrics_from_proto),
 }
-# The class binary protobuf requests are parsed as: for traces, the twin that keeps each span's
-# attributes serialized (otlp_raw_attributes.py), read without upb's per-attribute objects.
+# The class binary protobuf requests are parsed as: for traces and logs, the twin that keeps each
+# record's attributes serialized (otlp_raw_attributes.py), read without upb's per-attribute objects.
 BINARY_REQUESTS: dict[Signal, type[Message]] = {
     Signal.TRACES: RawExportTraceServiceRequest,
-    Signal.LOGS: ExportLogsServiceRequest,
+    Signal.LOGS: RawExportLogsServiceRequest,
     Signal.METRICS: ExportMetricsServiceRequest,
 }
 

@@ -1,17 +1,19 @@
-"""A twin of OTLP's ExportTraceServiceRequest whose spans keep their attributes serialized.
+"""Twins of OTLP's trace and logs export requests whose records keep their attributes serialized.
 
 Reading an attribute through upb's Python objects takes a wrapper for the KeyValue, another for its
-AnyValue and three attribute reads, about a microsecond an attribute, and a span carries several.
-``RawExportTraceServiceRequest`` parses the same bytes with the same upb parser, but declares
-``Span.attributes`` (field 9) as ``repeated bytes``: each attribute arrives as its KeyValue's
+AnyValue and three attribute reads, about a microsecond an attribute, and a span or log record
+carries several. ``RawExportTraceServiceRequest`` and ``RawExportLogsServiceRequest`` parse the same
+bytes with the same upb parser, but declare ``Span.attributes`` (field 9) and
+``LogRecord.attributes`` (field 6) as ``repeated bytes``: each attribute arrives as its KeyValue's
 serialized bytes, which collector/normalize/raw_key_values.py reads without those objects.
 
-The twin is wire-compatible by protobuf's rules: an embedded message and ``bytes`` are both
+A twin is wire-compatible by protobuf's rules: an embedded message and ``bytes`` are both
 length-delimited, so every request parses the same way and ``SerializeToString`` gives the same bytes.
-It is built at import from the descriptors of the installed (locked) opentelemetry-proto, with only
-that one field changed, in a descriptor pool of its own. What upb no longer checks at parse time
-(that an attribute is a well-formed KeyValue with valid UTF-8) raw_key_values.py leaves to protobuf,
-attribute by attribute.
+The twins are built at import from the descriptors of the installed (locked) opentelemetry-proto,
+with only that one field changed, in a descriptor pool of their own. What upb no longer checks at
+parse time (that an attribute is a well-formed KeyValue with valid UTF-8) raw_key_values.py leaves
+to protobuf, attribute by attribute. Resource, scope, event and link attributes, read once per group
+or seldom, stay KeyValue messages.
 """
 
 from __future__ import annotations
@@ -20,70 +22,81 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-__all__ = ["RawExportTraceServiceRequest", "original_names"]
+__all__ = ["RawExportLogsServiceRequest", "RawExportTraceServiceRequest", "original_names"]
 
-# The twin's packages are the originals with this prefix in place of the original one.
+# The twins' packages are the originals with this prefix in place of the original one.
 _RAW_PREFIX, _ORIGINAL_PREFIX = "burnline.raw.", "opentelemetry.proto."
-_TRACE_PACKAGE = f"{_ORIGINAL_PREFIX}trace.v1"
-_RAW_TRACE_PACKAGE = f"{_RAW_PREFIX}trace.v1"
-_RAW_TRACE_FILE = "burnline/raw/trace.proto"
-# Span.attributes: repeated KeyValue on the wire, the one field the twin changes.
-_SPAN_ATTRIBUTES_NUMBER = 9
+
+
+# The twins' own pool, holding the original common and resource messages they use.
+_POOL = descriptor_pool.DescriptorPool()
+for _module in (common_pb2, resource_pb2):
+    _proto = descriptor_pb2.FileDescriptorProto()
+    _module.DESCRIPTOR.CopyToProto(_proto)  # as they are: the twins use the original KeyValue
+    _POOL.Add(_proto)
 
 
 def _file(module: Any) -> descriptor_pb2.FileDescriptorProto:
     proto = descriptor_pb2.FileDescriptorProto()
     module.DESCRIPTOR.CopyToProto(proto)
+    proto.package = proto.package.replace(_ORIGINAL_PREFIX, _RAW_PREFIX, 1)
+    proto.name = f"burnline/raw/{proto.name}"
     return proto
 
 
-def _retarget(messages: Any) -> None:
-    """Points the twin's references to trace.proto's messages at the twin's own."""
+def _retarget(messages: Any, package: str) -> None:
+    """Points the twin's references to its package's messages at the twin's own."""
+    original = "." + package.replace(_RAW_PREFIX, _ORIGINAL_PREFIX, 1) + "."
     for message in messages:
         for field in message.field:
-            if field.type_name.startswith(f".{_TRACE_PACKAGE}."):
-                field.type_name = f".{_RAW_TRACE_PACKAGE}.{field.type_name[len(_TRACE_PACKAGE) + 2 :]}"
-        _retarget(message.nested_type)
+            if field.type_name.startswith(original):
+                field.type_name = f".{package}.{field.type_name[len(original) :]}"
+        _retarget(message.nested_type, package)
 
 
-def _build() -> type[Message]:
-    pool = descriptor_pool.DescriptorPool()
-    for module in (common_pb2, resource_pb2):
-        pool.Add(_file(module))
-
-    trace = _file(trace_pb2)
-    original_trace_file = trace.name
-    trace.name, trace.package = _RAW_TRACE_FILE, _RAW_TRACE_PACKAGE
-    _retarget(trace.message_type)
-    (span,) = (m for m in trace.message_type if m.name == "Span")
-    (attributes,) = (f for f in span.field if f.number == _SPAN_ATTRIBUTES_NUMBER)
-    if attributes.name != "attributes" or attributes.label != attributes.LABEL_REPEATED:
-        raise RuntimeError(f"opentelemetry-proto's Span field {_SPAN_ATTRIBUTES_NUMBER} has changed")
+def _twin(
+    records: Any,
+    record: str,
+    attributes_number: int,
+    service: Any,
+    request: str,
+) -> type[Message]:
+    """The twin of ``service``'s ``request`` whose ``record`` messages (of ``records``) have field
+    ``attributes_number`` (their repeated KeyValue attributes) as ``repeated bytes``."""
+    data = _file(records)
+    _retarget(data.message_type, data.package)
+    (message,) = (m for m in data.message_type if m.name == record)
+    (attributes,) = (f for f in message.field if f.number == attributes_number)
+    if attributes.name != "attributes" or attributes.type_name != ".opentelemetry.proto.common.v1.KeyValue":
+        raise RuntimeError(f"opentelemetry-proto's {record} field {attributes_number} has changed")
     attributes.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
     attributes.ClearField("type_name")
-    pool.Add(trace)
+    _POOL.Add(data)
 
-    service = _file(trace_service_pb2)
-    service.name = "burnline/raw/trace_service.proto"
-    service.package = service.package.replace(_ORIGINAL_PREFIX, _RAW_PREFIX, 1)
-    service.dependency[:] = [_RAW_TRACE_FILE if d == original_trace_file else d for d in service.dependency]
+    requests = _file(service)
+    original_file = records.DESCRIPTOR.name
+    requests.dependency[:] = [data.name if d == original_file else d for d in requests.dependency]
     # Only the request message: the responses and the service are the original ones.
-    kept = [m for m in service.message_type if m.name == "ExportTraceServiceRequest"]
-    del service.message_type[:]
-    service.message_type.extend(kept)
-    del service.service[:]
-    _retarget(service.message_type)
-    pool.Add(service)
-    request = pool.FindMessageTypeByName(f"{service.package}.ExportTraceServiceRequest")
-    return message_factory.GetMessageClass(request)
+    kept = [m for m in requests.message_type if m.name == request]
+    del requests.message_type[:]
+    requests.message_type.extend(kept)
+    del requests.service[:]
+    for m in requests.message_type:
+        for field in m.field:  # the request's records are the twin's
+            field.type_name = field.type_name.replace(f".{_ORIGINAL_PREFIX}", f".{_RAW_PREFIX}", 1)
+    _POOL.Add(requests)
+    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{requests.package}.{request}"))
 
 
-RawExportTraceServiceRequest: type[Message] = _build()
+RawExportTraceServiceRequest = _twin(trace_pb2, "Span", 9, trace_service_pb2, "ExportTraceServiceRequest")
+RawExportLogsServiceRequest = _twin(logs_pb2, "LogRecord", 6, logs_service_pb2, "ExportLogsServiceRequest")
 
 
 def original_names(text: str) -> str:

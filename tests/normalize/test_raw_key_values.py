@@ -1,6 +1,6 @@
-"""Spans read through the twin request that keeps their attributes serialized
+"""Spans and log records read through the twin requests that keep their attributes serialized
 (collector/normalize/otlp_raw_attributes.py, raw_key_values.py) against the same bytes read through
-opentelemetry-proto's own ExportTraceServiceRequest: the same spans, attribute for attribute and in
+opentelemetry-proto's own Export*ServiceRequest: the same records, attribute for attribute and in
 the same order, or the same refusal."""
 
 from __future__ import annotations
@@ -12,20 +12,32 @@ import pytest
 from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1 import logs_pb2
 
 from collector.core.model import Signal, Span
 from collector.normalize.otlp import (
     InvalidRequest,
     items_from_request,
+    logs_from_proto,
     parse_proto_request,
     spans_from_proto,
 )
-from collector.normalize.otlp_raw_attributes import RawExportTraceServiceRequest
+from collector.normalize.otlp_raw_attributes import RawExportLogsServiceRequest, RawExportTraceServiceRequest
 from collector.normalize.otlp_values import Rejections
 from collector.normalize.raw_key_values import raw_attributes
-from tests.normalize.test_normalize_otlp import EVERY_TYPE, full_span, kvs, trace_request
+from tests.normalize.test_normalize_otlp import (
+    EVERY_TYPE,
+    SPAN,
+    T0,
+    TRACE,
+    full_span,
+    kvs,
+    log_request,
+    trace_request,
+)
 
 
 def both_ways(body: bytes) -> tuple[list[Span], list[Span]]:
@@ -35,7 +47,27 @@ def both_ways(body: bytes) -> tuple[list[Span], list[Span]]:
     return original, twin
 
 
-def assert_same(original: list[Span], twin: list[Span]) -> None:
+def logs_both_ways(body: bytes) -> tuple[list[Any], list[Any]]:
+    original = logs_from_proto(ExportLogsServiceRequest.FromString(body))
+    twin = logs_from_proto(RawExportLogsServiceRequest.FromString(body))
+    return original, twin
+
+
+def log_body(attributes: list[KeyValue], **changes: Any) -> bytes:
+    fields: dict[str, Any] = {
+        "time_unix_nano": T0,
+        "severity_text": "ERROR",
+        "body": AnyValue(string_value="card declined"),
+        "attributes": attributes,
+        "trace_id": TRACE,
+        "span_id": SPAN,
+        "event_name": "payment.declined",
+    }
+    fields.update(changes)
+    return log_request(logs_pb2.LogRecord(**fields)).SerializeToString()
+
+
+def assert_same(original: list[Any], twin: list[Any]) -> None:
     # NaN is not equal to itself; OTLP doubles arrive as "NaN" text, so == holds for the rest.
     assert twin == original
     assert [list(s.attributes) for s in twin] == [list(s.attributes) for s in original]
@@ -79,6 +111,8 @@ def test_odd_keys_and_values_read_the_same() -> None:
     assert_same(original, twin)
     assert twin[0].attributes["dup"] == "last"
     assert twin[0].attributes["zero"] == 0 and twin[0].attributes["empty string"] == ""
+    log_attributes = [*kvs(ODD_VALUES), *kvs(EVERY_TYPE)]
+    assert_same(*logs_both_ways(log_body(log_attributes)))
 
 
 def _span_with_raw_attributes(*raws: bytes) -> bytes:
@@ -147,6 +181,21 @@ def test_a_malformed_attribute_rejects_its_span_alone(raw: bytes) -> None:
         raw_attributes([raw])
 
 
+def test_a_log_record_with_a_malformed_attribute_is_rejected_alone() -> None:
+    twin = RawExportLogsServiceRequest.FromString(log_body([]))
+    records = twin.resource_logs[0].scope_logs[0].log_records  # type: ignore[attr-defined]
+    records.add().CopyFrom(records[0])
+    records[1].event_name = "fine"
+    records[0].attributes.append(_field(1, b"k") + _field(2, _field(1, b"v\xff")))
+    rejections = Rejections()
+    logs = items_from_request(Signal.LOGS, twin.SerializeToString(), rejections)
+    assert [r.event_name for r in logs] == ["fine"]
+    assert rejections.messages == [
+        "log record #1 ('payment.declined'): an attribute is not a valid KeyValue (Error parsing message "
+        "with type 'opentelemetry.proto.common.v1.KeyValue': String field had bad UTF-8)"
+    ]
+
+
 def test_errors_name_otlp_messages_not_the_twin() -> None:
     body = trace_request(full_span()).SerializeToString()
     with pytest.raises(InvalidRequest) as caught:
@@ -171,3 +220,4 @@ ATTRIBUTE_VALUES = st.one_of(
 def test_any_attributes_read_the_same(pairs: list[tuple[str, Any]]) -> None:
     attributes = [kv for key, value in pairs for kv in kvs({key: value})]
     assert_same(*both_ways(trace_request(full_span(attributes=attributes)).SerializeToString()))
+    assert_same(*logs_both_ways(log_body(attributes)))
