@@ -160,6 +160,26 @@ def _hex_ids_to_base64(value: dict[str, Any], descriptor: Descriptor, path: str)
 
 
 # ---------------------------------------------------------------------------------------------
+# What spans and log records share.
+
+
+def _record_attributes(
+    raw: bool, record: Any, rejected: Rejections, kind: str, number: int
+) -> dict[str, Any] | None:
+    """A span's or log record's attributes: serialized KeyValues (``raw``, the twin requests) or
+    KeyValue messages. None, with the record counted in ``rejected``, for one protobuf refuses."""
+    if not raw:
+        return attributes(record.attributes)
+    try:
+        return raw_attributes(record.attributes)
+    except DecodeError as exc:
+        name = record.name if kind == "span" else record.event_name
+        problem = f"an attribute is not a valid KeyValue ({original_names(str(exc))})"
+        rejected.add(f"{describe(kind, name, number)}: {problem}")
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
 # Traces.
 
 
@@ -190,15 +210,9 @@ def spans_from_proto(request: Message, rejections: Rejections | None = None) -> 
                 if problem is not None:
                     rejected.add(f"{describe('span', span.name, number)}: {problem}")
                     continue
-            if raw:
-                try:
-                    span_attributes = raw_attributes(span.attributes)
-                except DecodeError as exc:
-                    problem = f"an attribute is not a valid KeyValue ({original_names(str(exc))})"
-                    rejected.add(f"{describe('span', span.name, number)}: {problem}")
-                    continue
-            else:
-                span_attributes = attributes(span.attributes)
+            span_attributes = _record_attributes(raw, span, rejected, "span", number)
+            if span_attributes is None:
+                continue
             status = span.status
             # Positional, in Span's field order: measurably cheaper than keywords on this path.
             append(
@@ -293,15 +307,9 @@ def logs_from_proto(request: Message, rejections: Rejections | None = None) -> l
             if problem is not None:
                 rejected.add(f"{describe('log record', log.event_name, number)}: {problem}")
                 continue
-            if raw:
-                try:
-                    record_attributes = raw_attributes(log.attributes)
-                except DecodeError as exc:
-                    problem = f"an attribute is not a valid KeyValue ({original_names(str(exc))})"
-                    rejected.add(f"{describe('log record', log.event_name, number)}: {problem}")
-                    continue
-            else:
-                record_attributes = attributes(log.attributes)
+            record_attributes = _record_attributes(raw, log, rejected, "log record", number)
+            if record_attributes is None:
+                continue
             append(
                 LogRecord(
                     time_unix_nano=log.time_unix_nano,
