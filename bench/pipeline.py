@@ -67,6 +67,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.core.gzip_body import gzip_compress
+from collector.normalize.otlp_raw_attributes import RawExportTraceServiceRequest
+from collector.normalize.raw_key_values import raw_attributes
 from collector.prompb import remote_pb2, types_pb2
 
 HERE = Path(__file__).resolve().parent
@@ -421,7 +423,9 @@ def _event(event: Any) -> dict[str, Any]:
 def floor_otlp(seconds: float) -> float:
     """Spans/s: parse ExportTraceServiceRequests with upb, encode one JSON document per span holding
     every field the span, its scope and its resource carry (what an Elasticsearch document of the
-    span must hold; the resource's and the scope's fields read once per group), gzip'd.
+    span must hold; the resource's and the scope's fields read once per group), gzip'd. Span
+    attributes are read as burnline reads them, the fastest way known here: the request parsed as
+    its twin that keeps them serialized, each read by the compiled ``raw_attributes``.
 
     Until the night of 7 December 2026 this wrote five fields a span (ids, name, start, end), a
     fraction of what burnline must deliver, while the log floors encode each whole record."""
@@ -431,7 +435,7 @@ def floor_otlp(seconds: float) -> float:
     started = time.perf_counter()
     while time.perf_counter() < end:
         for body in bodies:
-            request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+            request: Any = RawExportTraceServiceRequest.FromString(body)
             docs = []
             for rs in request.resource_spans:
                 resource = _key_values(rs.resource.attributes)
@@ -450,7 +454,7 @@ def floor_otlp(seconds: float) -> float:
                             "start": span.start_time_unix_nano,
                             "end": span.end_time_unix_nano,
                             "status": {"code": status.code, "message": status.message},
-                            "attributes": _key_values(span.attributes),
+                            "attributes": raw_attributes(span.attributes),
                             "scope": scope,
                             "resource": resource,
                         }
