@@ -367,34 +367,42 @@ def _bulk_body(docs: list[dict[str, Any]]) -> bytes:
     return gzip_compress(b"\n".join(lines) + b"\n", 1)
 
 
-def floor_forward(seconds: float) -> float:
-    """Records/s: unpack PackedForward frames and their entries, encode gzip'd bulk bodies."""
-    frames = workloads.forward_frames(workloads.log_records(16_000), 1000)
+def _rate(seconds: float, payloads: list[Any], work: Callable[[Any], int]) -> float:
+    """Items a second: ``work`` (which answers how many items a payload held) over ``payloads``, again
+    and again, for ``seconds``."""
     done = 0
     end = time.perf_counter() + seconds
     started = time.perf_counter()
     while time.perf_counter() < end:
-        for frame in frames:
-            _tag, entries, _option = msgpack.unpackb(frame, raw=False)
-            unpacker = msgpack.Unpacker(raw=False)
-            unpacker.feed(entries)
-            docs = [record for _time, record in unpacker]
-            _bulk_body(docs)
-            done += len(docs)
+        for payload in payloads:
+            done += work(payload)
     return done / (time.perf_counter() - started)
+
+
+def floor_forward(seconds: float) -> float:
+    """Records/s: unpack PackedForward frames and their entries, encode gzip'd bulk bodies."""
+    frames = workloads.forward_frames(workloads.log_records(16_000), 1000)
+
+    def work(frame: Any) -> int:
+        _tag, entries, _option = msgpack.unpackb(frame, raw=False)
+        unpacker = msgpack.Unpacker(raw=False)
+        unpacker.feed(entries)
+        docs = [record for _time, record in unpacker]
+        _bulk_body(docs)
+        return len(docs)
+
+    return _rate(seconds, frames, work)
 
 
 def floor_json(seconds: float) -> float:
     bodies = workloads.json_bodies(workloads.log_records(16_000), 1000)
-    done = 0
-    end = time.perf_counter() + seconds
-    started = time.perf_counter()
-    while time.perf_counter() < end:
-        for body in bodies:
-            docs = orjson.loads(body)
-            _bulk_body(docs)
-            done += len(docs)
-    return done / (time.perf_counter() - started)
+
+    def work(body: Any) -> int:
+        docs = orjson.loads(body)
+        _bulk_body(docs)
+        return len(docs)
+
+    return _rate(seconds, bodies, work)
 
 
 def _any_value(value: Any) -> Any:
@@ -430,44 +438,42 @@ def floor_otlp(seconds: float) -> float:
     Until the night of 7 December 2026 this wrote five fields a span (ids, name, start, end), a
     fraction of what burnline must deliver, while the log floors encode each whole record."""
     bodies = workloads.trace_requests(16, 500)
-    done = 0
-    end = time.perf_counter() + seconds
-    started = time.perf_counter()
-    while time.perf_counter() < end:
-        for body in bodies:
-            request: Any = RawExportTraceServiceRequest.FromString(body)
-            docs = []
-            for rs in request.resource_spans:
-                resource = _key_values(rs.resource.attributes)
-                for ss in rs.scope_spans:
-                    scope: dict[str, Any] = {"name": ss.scope.name, "version": ss.scope.version}
-                    if ss.scope.attributes:
-                        scope["attributes"] = _key_values(ss.scope.attributes)
-                    for span in ss.spans:
-                        status = span.status
-                        doc = {
-                            "trace.id": span.trace_id.hex(),
-                            "span.id": span.span_id.hex(),
-                            "parent.id": span.parent_span_id.hex(),
-                            "name": span.name,
-                            "kind": span.kind,
-                            "start": span.start_time_unix_nano,
-                            "end": span.end_time_unix_nano,
-                            "status": {"code": status.code, "message": status.message},
-                            "attributes": raw_attributes(span.attributes),
-                            "scope": scope,
-                            "resource": resource,
-                        }
-                        if span.events:
-                            doc["events"] = [_event(event) for event in span.events]
-                        if span.links:
-                            doc["links"] = [
-                                {"trace.id": k.trace_id.hex(), "span.id": k.span_id.hex()} for k in span.links
-                            ]
-                        docs.append(doc)
-            _bulk_body(docs)
-            done += len(docs)
-    return done / (time.perf_counter() - started)
+
+    def work(body: Any) -> int:
+        request: Any = RawExportTraceServiceRequest.FromString(body)
+        docs = []
+        for rs in request.resource_spans:
+            resource = _key_values(rs.resource.attributes)
+            for ss in rs.scope_spans:
+                scope: dict[str, Any] = {"name": ss.scope.name, "version": ss.scope.version}
+                if ss.scope.attributes:
+                    scope["attributes"] = _key_values(ss.scope.attributes)
+                for span in ss.spans:
+                    status = span.status
+                    doc = {
+                        "trace.id": span.trace_id.hex(),
+                        "span.id": span.span_id.hex(),
+                        "parent.id": span.parent_span_id.hex(),
+                        "name": span.name,
+                        "kind": span.kind,
+                        "start": span.start_time_unix_nano,
+                        "end": span.end_time_unix_nano,
+                        "status": {"code": status.code, "message": status.message},
+                        "attributes": raw_attributes(span.attributes),
+                        "scope": scope,
+                        "resource": resource,
+                    }
+                    if span.events:
+                        doc["events"] = [_event(event) for event in span.events]
+                    if span.links:
+                        doc["links"] = [
+                            {"trace.id": k.trace_id.hex(), "span.id": k.span_id.hex()} for k in span.links
+                        ]
+                    docs.append(doc)
+        _bulk_body(docs)
+        return len(docs)
+
+    return _rate(seconds, bodies, work)
 
 
 def floor_otlp_wire(seconds: float) -> float:
@@ -477,41 +483,37 @@ def floor_otlp_wire(seconds: float) -> float:
     Until the night of 7 December 2026 the OTLP -> OTLP scenarios were compared with the
     JSON-encoding floor above, work that path never does."""
     bodies = workloads.trace_requests(16, 500)
-    done = 0
-    end = time.perf_counter() + seconds
-    started = time.perf_counter()
-    while time.perf_counter() < end:
-        for body in bodies:
-            request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
-            done += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-            gzip_compress(body, 1)
-    return done / (time.perf_counter() - started)
+
+    def work(body: Any) -> int:
+        request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        gzip_compress(body, 1)
+        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+
+    return _rate(seconds, bodies, work)
 
 
 def floor_remote_write(seconds: float) -> float:
     """Samples/s: snappy-decode and parse the same WriteRequests, render each series as an exposition
     line (what the pull exporter serves)."""
     bodies = workloads.remote_write_requests(RW_REQUESTS, RW_SAMPLES)
-    done = 0
-    end = time.perf_counter() + seconds
-    started = time.perf_counter()
-    while time.perf_counter() < end:
-        for body in bodies:
-            request = remote_pb2.WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
-            lines = []
-            for ts in request.timeseries:
-                name = ""
-                labels = []
-                for label in ts.labels:
-                    if label.name == "__name__":
-                        name = label.value
-                    else:
-                        labels.append(f'{label.name}="{label.value}"')
-                for sample in ts.samples:
-                    lines.append(f"{name}{{{','.join(labels)}}} {sample.value!r}")
-            "\n".join(lines).encode()
-            done += len(lines)
-    return done / (time.perf_counter() - started)
+
+    def work(body: Any) -> int:
+        request = remote_pb2.WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+        lines = []
+        for ts in request.timeseries:
+            name = ""
+            labels = []
+            for label in ts.labels:
+                if label.name == "__name__":
+                    name = label.value
+                else:
+                    labels.append(f'{label.name}="{label.value}"')
+            for sample in ts.samples:
+                lines.append(f"{name}{{{','.join(labels)}}} {sample.value!r}")
+        "\n".join(lines).encode()
+        return len(lines)
+
+    return _rate(seconds, bodies, work)
 
 
 def floor_scrape(seconds: float) -> float:
@@ -519,21 +521,19 @@ def floor_scrape(seconds: float) -> float:
     encode the samples as a snappy remote-write request."""
     bodies = [gzip.compress(workloads.exposition(v), 1) for v in range(8)]
     now_ms = int(time.time() * 1000)
-    done = 0
-    end = time.perf_counter() + seconds
-    started = time.perf_counter()
-    while time.perf_counter() < end:
-        for body in bodies:
-            request = remote_pb2.WriteRequest()
-            for family in text_string_to_metric_families(gzip.decompress(body).decode()):
-                for sample in family.samples:
-                    ts = request.timeseries.add()
-                    ts.labels.append(types_pb2.Label(name="__name__", value=sample.name))
-                    ts.labels.extend(types_pb2.Label(name=k, value=v) for k, v in sample.labels.items())
-                    ts.samples.append(types_pb2.Sample(value=sample.value, timestamp=now_ms))
-            cramjam.snappy.compress_raw(request.SerializeToString())
-            done += len(request.timeseries)
-    return done / (time.perf_counter() - started)
+
+    def work(body: Any) -> int:
+        request = remote_pb2.WriteRequest()
+        for family in text_string_to_metric_families(gzip.decompress(body).decode()):
+            for sample in family.samples:
+                ts = request.timeseries.add()
+                ts.labels.append(types_pb2.Label(name="__name__", value=sample.name))
+                ts.labels.extend(types_pb2.Label(name=k, value=v) for k, v in sample.labels.items())
+                ts.samples.append(types_pb2.Sample(value=sample.value, timestamp=now_ms))
+        cramjam.snappy.compress_raw(request.SerializeToString())
+        return len(request.timeseries)
+
+    return _rate(seconds, bodies, work)
 
 
 FLOORS: dict[str, Callable[[float], float]] = {
