@@ -13,6 +13,11 @@ counted in a :class:`Rejections`, and the rest of the request is kept. The OpenT
 refuses the whole request instead; one bad span from one buggy library should not cost its
 neighbours.
 
+Binary trace and logs requests are parsed as twins that keep each record's attributes serialized
+(otlp_raw_attributes.py), read by raw_key_values.py. So a span or log record with an attribute
+protobuf refuses (text that is not valid UTF-8) is also rejected alone, where parsing the request
+as OTLP's own message would have refused all of it.
+
 OTLP/JSON (:func:`parse_json_request`) is the protobuf JSON mapping with OTLP's deviations: trace and
 span ids are hex, not base64; enums are integers (names are accepted too, as the protobuf mapping
 allows); 64-bit integers are strings or numbers; unknown fields are ignored; keys are lowerCamelCase
