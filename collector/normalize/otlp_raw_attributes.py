@@ -88,9 +88,7 @@ def _twin(
     del requests.message_type[:]
     requests.message_type.extend(kept)
     del requests.service[:]
-    for m in requests.message_type:
-        for field in m.field:  # the request's records are the twin's
-            field.type_name = field.type_name.replace(f".{_ORIGINAL_PREFIX}", f".{_RAW_PREFIX}", 1)
+    _retarget(requests.message_type, data.package)  # the request's records are the twin's
     _POOL.Add(requests)
     return message_factory.GetMessageClass(_POOL.FindMessageTypeByName(f"{requests.package}.{request}"))
 

@@ -40,38 +40,46 @@ def _varint(raw: bytes, at: int, end: int) -> tuple[int, int]:
     return -1, -1
 
 
+def _read(raw: bytes, out: dict[str, Any]) -> bool:
+    """Puts a KeyValue of the two shapes above in ``out``; False (nothing put) for anything else."""
+    end = len(raw)
+    if end < 5 or raw[0] != _KEY:
+        return False
+    key_length, key_start = _varint(raw, 1, end)
+    key_end = key_start + key_length
+    if key_length < 0 or key_end + 2 >= end or raw[key_end] != _VALUE:
+        return False
+    value_length, value_start = _varint(raw, key_end + 1, end)
+    if value_length <= 0 or value_start + value_length != end:
+        return False
+    tag = raw[value_start]
+    value: Any
+    if tag == _STRING:
+        text_length, text_start = _varint(raw, value_start + 1, end)
+        if text_length < 0 or text_start + text_length != end:
+            return False
+        value = raw[text_start:end]
+    elif tag == _INT:
+        number, number_end = _varint(raw, value_start + 1, end)
+        if number < 0 or number_end != end:
+            return False
+        # int64 on the wire: two's complement in 64 bits.
+        value = number - _TWO_TO_64 if number >= _TWO_TO_63 else number
+    else:
+        return False
+    try:
+        out[raw[key_start:key_end].decode()] = value.decode() if tag == _STRING else value
+    except UnicodeDecodeError:
+        return False  # protobuf's own check decides, and says why
+    return True
+
+
 def raw_attributes(items: Iterable[bytes]) -> dict[str, Any]:
     """Serialized KeyValues as a dict (DecodeError for one protobuf cannot parse)."""
     out: dict[str, Any] = {}
     for item in items:
         raw: bytes = item
-        end = len(raw)
-        if end > 4 and raw[0] == _KEY:
-            key_length, key_start = _varint(raw, 1, end)
-            key_end = key_start + key_length
-            if key_length >= 0 and key_end + 2 < end and raw[key_end] == _VALUE:
-                value_length, value_start = _varint(raw, key_end + 1, end)
-                if value_length > 0 and value_start + value_length == end:
-                    tag = raw[value_start]
-                    if tag == _STRING:
-                        text_length, text_start = _varint(raw, value_start + 1, end)
-                        if text_length >= 0 and text_start + text_length == end:
-                            try:
-                                out[raw[key_start:key_end].decode()] = raw[text_start:end].decode()
-                                continue
-                            except UnicodeDecodeError:
-                                pass  # protobuf's own check decides, and says why
-                    elif tag == _INT:
-                        number, number_end = _varint(raw, value_start + 1, end)
-                        if number >= 0 and number_end == end:
-                            try:
-                                key = raw[key_start:key_end].decode()
-                            except UnicodeDecodeError:
-                                pass
-                            else:
-                                # int64 on the wire: two's complement in 64 bits.
-                                out[key] = number - _TWO_TO_64 if number >= _TWO_TO_63 else number
-                                continue
-        key, value = key_value(raw)
-        out[key] = value
+        if not _read(raw, out):
+            key, value = key_value(raw)
+            out[key] = value
     return out
