@@ -81,9 +81,7 @@ def key_value(raw: bytes) -> tuple[str, Any]:
     """A serialized KeyValue's key and value as :func:`attributes` gives them (DecodeError when it
     is not a KeyValue protobuf can parse: invalid UTF-8, a truncated field)."""
     kv = KeyValue.FromString(raw)
-    value = kv.value
-    text = value.string_value
-    return kv.key, text if text else _value_of(value, value.WhichOneof("value"))
+    return kv.key, attributes((kv,))[kv.key]  # the slow path: a dict of one, to read it as attributes does
 
 
 def scope_from_proto(scope: InstrumentationScope, schema_url: str) -> Scope:
