@@ -63,7 +63,6 @@ import cramjam
 import msgpack
 import orjson
 import yaml
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.core.gzip_body import gzip_compress
@@ -461,13 +460,15 @@ def floor_otlp(seconds: float) -> float:
 def floor_otlp_wire(seconds: float) -> float:
     """Spans/s for OTLP in and OTLP out: parse each ExportTraceServiceRequest with upb (to check and
     count its spans) and gzip the request as received, which is what burnline sends on (``Batch.wire``).
+    Parsed as burnline parses it, as the twin that leaves span attributes serialized (about 2.5 times
+    cheaper to parse than the request with its KeyValue messages).
 
     Until the night of 7 December 2026 the OTLP -> OTLP scenarios were compared with the
     JSON-encoding floor above, work that path never does."""
     bodies = workloads.trace_requests(16, 500)
 
     def work(body: Any) -> int:
-        request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+        request: Any = RawExportTraceServiceRequest.FromString(body)
         gzip_compress(body, 1)
         return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
