@@ -283,11 +283,14 @@ ECS_SPAN_KINDS: dict[int, str] = {
 }
 
 
+_STATUS_OK: Final = int(StatusCode.OK)  # a plain int: an IntEnum member read per span costs ~80 ns
+
+
 def event_outcome(span: Span) -> str:
     """ECS ``event.outcome`` of a span: failure, success or unknown (see the module docstring)."""
     if span.is_error:
         return "failure"
-    if span.status_code == StatusCode.OK or span.http_status_code is not None:
+    if span.status_code == _STATUS_OK or span.http_status_code is not None:
         return "success"
     return "unknown"
 

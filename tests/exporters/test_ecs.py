@@ -555,6 +555,10 @@ def test_root_span_has_no_parent_and_unspecified_kind_no_kind() -> None:
         (StatusCode.UNSET, SpanKind.SERVER, {"http.response.status_code": 404}, "success"),  # the client's
         (StatusCode.UNSET, SpanKind.CLIENT, {"http.response.status_code": 503}, "success"),  # server marks it
         (StatusCode.OK, SpanKind.SERVER, {"http.response.status_code": 500}, "failure"),
+        (StatusCode.UNSET, SpanKind.UNSPECIFIED, {"http.response.status_code": 502}, "failure"),
+        (1, 2, {}, "success"),  # plain ints, as the OTLP receiver reads them
+        (0, 0, {"http.response.status_code": 502}, "failure"),
+        (2, 3, {}, "failure"),
     ],
 )
 def test_event_outcome_is_burnlines_error_definition(
