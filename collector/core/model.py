@@ -299,8 +299,9 @@ class Batch:
     ``wire`` is the serialized OTLP export request the items were read from, while it still holds
     exactly them: the OTLP receiver sets it when it kept every item of a request, and any step that
     changes, drops or adds items makes a new batch without it (a pipeline whose processors change
-    records, a split). The otlp exporter sends it as it is instead of encoding the items again, and
-    its durable queue stores it instead of the items' rows; other exporters' queues drop it.
+    records, a split). The otlp exporter sends it as it is instead of encoding the items again;
+    every durable queue stores it instead of the items' rows, and only the otlp exporter's queue
+    holds it in memory.
     Serialized OTLP requests concatenate into their merged request.
     """
 

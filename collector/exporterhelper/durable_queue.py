@@ -6,8 +6,9 @@ checksummed segment files for 1-64 KiB batches (the fsync dominates), SQLite's c
 its WAL checksums discard a torn tail after a crash by themselves, and deleting delivered rows by
 sequence number handles senders that finish out of order without a separate position file.
 
-- ``put`` encodes the batch, and a group commit writes every batch that arrived meanwhile in one
-  transaction (one fsync with ``fsync: true``) before any of their receivers acknowledge.
+- ``put`` encodes the batch (a batch received as an OTLP request: that request, as it came), and a
+  group commit writes every batch that arrived meanwhile in one transaction (one fsync with
+  ``fsync: true``) before any of their receivers acknowledge.
 - Queued batches are also kept decoded in memory while they take about ``memory_bytes`` or less;
   beyond that the backlog stays on disk and is read back in order when the exporter gets to it. What
   a decoded batch takes is estimated from its row, not from its received size (``decoded_size``).
@@ -209,9 +210,16 @@ class DurableQueue(MemoryQueue):
 
     # -- storing (group commit) ---------------------------------------------------------------------
 
-    async def _store(self, batch: Batch) -> tuple[int, int]:
-        """Commits the batch; returns its row's seq and the memory it takes (``held_size``)."""
-        payload = batch_codec.encode(batch)
+    async def _store(self, batch: Batch, wire: bytes | None) -> tuple[int, int]:
+        """Commits the batch; returns its row's seq and the memory it takes (``held_size``).
+
+        A batch received as an OTLP request (``wire``) is stored as that request, whichever
+        exporter the queue feeds, as the OpenTelemetry Collector's persistent queue stores OTLP:
+        its bytes are at hand, while encoding the records into a row costs about 1 us a span, about
+        a twentieth of a span's way into Elasticsearch. Read back (a backlog beyond ``memory_bytes``,
+        a restart) it is parsed again, about 2.5 us a span more than a row (bench/RESULTS.md,
+        "Received OTLP requests stored as they came")."""
+        payload = batch_codec.encode(batch) if wire is None else batch_codec.encode_wire(batch, wire)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.inserts.append((payload, len(batch), batch.size_bytes, done))
         self._kick()
@@ -304,6 +312,7 @@ class DurableQueue(MemoryQueue):
                 self._t.dropped.labels(self.id, "unknown", "queue_corrupt").inc(records)
                 corrupt.append(seq)
                 continue
+            batch = self._held(batch)  # a stored request: held only by an exporter that sends it
             if len(batch) != records:
                 # Read back with fewer records than stored (an OTLP request holding items this
                 # version rejects, batch_codec): the queue counts what it holds.

@@ -12,6 +12,7 @@ hooks.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -60,7 +61,8 @@ class MemoryQueue:
         self._queued = 0  # records in _items
         self._changed = asyncio.Condition()
         self._closed = False
-        # Keep a batch's received request (Batch.wire): only for an exporter that sends it.
+        # Hold a batch's received request (Batch.wire): only for an exporter that sends it (a
+        # durable queue stores it for every exporter, see _store).
         self.keep_wire = False
         telemetry.queue_capacity_bytes.labels(component_id).set(config.max_bytes)
         telemetry.queue_capacity_records.labels(component_id).set(config.max_records)
@@ -75,9 +77,17 @@ class MemoryQueue:
 
     # -- hooks for a queue with storage behind it ------------------------------------------------
 
-    async def _store(self, batch: Batch) -> Any:
-        """Makes the batch safe (a durable queue writes it); returns a handle for ``_admit``."""
+    async def _store(self, batch: Batch, wire: builtins.bytes | None) -> Any:  # (`bytes`: a property here)
+        """Makes the batch safe (a durable queue writes it: as ``wire``, the OTLP request it was
+        received in, when it has one); returns a handle for ``_admit``."""
         return None
+
+    def _held(self, batch: Batch) -> Batch:
+        """The batch as the queue holds it: with its received request only for an exporter that
+        sends it (``keep_wire``), so that no other holds those bytes twice."""
+        if batch.wire is None or self.keep_wire:
+            return batch
+        return Batch(batch.signal, batch.items, batch.size_bytes)
 
     def _admit(self, batch: Batch, handle: Any) -> None:
         """Called under the lock once stored: makes the batch available to ``take``."""
@@ -119,8 +129,7 @@ class MemoryQueue:
         """Queues the batch, or raises Refused when there is no room in time (policy ``block``)."""
         if self._closed:
             raise Refused("shutting down", retry_after=5.0)
-        if batch.wire is not None and not self.keep_wire:
-            batch = Batch(batch.signal, batch.items, batch.size_bytes)
+        wire, batch = batch.wire, self._held(batch)
         async with self._changed:
             if not self._fits(batch):
                 if self.config.full_policy == "drop_newest":
@@ -137,7 +146,7 @@ class MemoryQueue:
                         continue
             self._account(len(batch), batch.size_bytes)  # reserve the room while storing
         try:
-            handle = await self._store(batch)
+            handle = await self._store(batch, wire)
         except BaseException:
             async with self._changed:
                 self._account(-len(batch), -batch.size_bytes)

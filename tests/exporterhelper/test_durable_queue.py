@@ -8,6 +8,7 @@ import zlib
 from contextlib import closing
 from pathlib import Path
 
+import msgpack
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -368,21 +369,43 @@ async def test_a_kept_received_request_counts_in_the_memory_bound(tmp_path: Path
     await q.shutdown()
 
 
-async def test_a_kept_received_request_is_stored_and_read_back_as_the_request(tmp_path: Path) -> None:
-    """Stored as the request (no rows to encode) and read back as the receiver read it, with the
-    request again for the exporter to send as it is."""
+@pytest.mark.parametrize("keep", [True, False])
+async def test_a_received_request_is_stored_and_read_back_as_the_request(tmp_path: Path, keep: bool) -> None:
+    """Stored as the request (no rows to encode) for any exporter, and read back as the receiver
+    read it; the request is held, in memory and after reading back, only for an exporter that
+    sends it as it is (``keep_wire``), and only then counted in the memory it takes."""
     q = await open_queue(tmp_path)
-    q.keep_wire = True
+    q.keep_wire = keep
     sent = received("r", n=3)
     await q.put(sent)
-    await q.shutdown()
     [(payload,)] = sqlite3.connect(tmp_path / "es.db").execute("SELECT payload FROM batches").fetchall()
     assert sent.wire is not None and sent.wire in payload and len(payload) < len(sent.wire) + 32
+    assert msgpack.unpackb(payload)[0] == batch_codec.WIRE_FORMAT
+    assert q._hot_bytes == decoded_size(len(payload)) + (len(sent.wire) if keep else 0)
+    [held] = await q.take(10, 10_000_000, 0) or []
+    assert held.items is sent.items and held.wire == (sent.wire if keep else None)
+    await q.shutdown()  # taken, not released: read back at the next start
     again = await open_queue(tmp_path)
+    again.keep_wire = keep
     [back] = await again.take(10, 10_000_000, 0) or []
-    assert back.items == sent.items and back.wire == sent.wire and back.size_bytes == sent.size_bytes
+    assert back.items == sent.items and back.size_bytes == sent.size_bytes
+    assert back.wire == (sent.wire if keep else None)
     await again.release([back])
     assert again.records == 0
+    await again.shutdown()
+
+
+async def test_a_batch_without_its_received_request_is_stored_as_rows(tmp_path: Path) -> None:
+    """A batch whose records no longer match a request (or never came in one) is encoded."""
+    q = await open_queue(tmp_path)
+    sent = received("r", n=3)
+    await q.put(Batch(sent.signal, sent.items, sent.size_bytes))
+    [(payload,)] = sqlite3.connect(tmp_path / "es.db").execute("SELECT payload FROM batches").fetchall()
+    assert msgpack.unpackb(payload)[0] == batch_codec.FORMAT_VERSION
+    await q.shutdown()
+    again = await open_queue(tmp_path)
+    [back] = await again.take(10, 10_000_000, 0) or []
+    assert back.items == sent.items and back.wire is None
     await again.shutdown()
 
 
