@@ -10,7 +10,8 @@ share is read from a profile. This times the stages themselves, on the same payl
   normalized (normalize_fluent), the batch encoded for the durable queue (batch_codec.encode),
   the Elasticsearch bulk items encoded (encode_request), and everything it made freed;
 - http-json-es: a Fluent Bit HTTP json body decoded (decode_body) and normalized, then as above;
-- otlp-es: an OTLP/HTTP protobuf request of 500 spans decoded (items_from_request), then as above.
+- otlp-es: an OTLP/HTTP protobuf request of 500 spans decoded (items_from_request), then as above;
+  its batch keeps the request (``Batch.wire``), which the durable queue stores as it came.
 
 The sum is the least a core spends on a record on that path. The end-to-end figure of
 bench/pipeline.py is higher: on the compiled code a Forward record took 28-29 us end to end against
@@ -54,8 +55,9 @@ MAX_FRAME = 64 << 20
 NORMALIZE = FluentNormalizeConfig()
 DATA_STREAM = DataStreamConfig()
 
-# A path: its payloads, and how one payload goes through the stages before the queue (each a
-# (name, function of the previous stage's output) pair); the queue and bulk stages follow for all.
+# A path: its payloads, how one payload goes through the stages before the queue (each a
+# (name, function of the previous stage's output) pair), and whether its batch keeps the payload as
+# its received request (Batch.wire); the queue and bulk stages follow for all.
 Stage = tuple[str, Callable[[Any], Any]]
 
 
@@ -90,26 +92,31 @@ def _otlp_request(body: bytes) -> list[Any]:
     return items_from_request(Signal.TRACES, body, Rejections())
 
 
-PATHS: dict[str, tuple[Callable[[], list[bytes]], Signal, list[Stage]]] = {
+PATHS: dict[str, tuple[Callable[[], list[bytes]], Signal, list[Stage], bool]] = {
     "forward-es": (
         lambda: workloads.forward_frames(workloads.log_records(RECORDS), 1000),
         Signal.LOGS,
         [("decode", _forward_frame), ("normalize", _forward_normalize)],
+        False,
     ),
     "http-json-es": (
         lambda: workloads.json_bodies(workloads.log_records(RECORDS), 1000),
         Signal.LOGS,
         [("decode", _json_body), ("normalize", _json_normalize)],
+        False,
     ),
     "otlp-es": (
         lambda: workloads.trace_requests(RECORDS // 500, 500),
         Signal.TRACES,
         [("decode", _otlp_request)],
+        True,
     ),
 }
 
 
-def one_round(payloads: list[bytes], signal: Signal, stages: list[Stage]) -> tuple[dict[str, float], int]:
+def one_round(
+    payloads: list[bytes], signal: Signal, stages: list[Stage], wire: bool
+) -> tuple[dict[str, float], int]:
     spent: dict[str, float] = {name: 0.0 for name, _ in stages}
     spent["queue row"] = spent["bulk items"] = spent["freeing"] = 0.0
     records = 0
@@ -122,7 +129,7 @@ def one_round(payloads: list[bytes], signal: Signal, stages: list[Stage]) -> tup
             spent[name] += time.process_time() - t
             made.append(value)
         t = time.process_time()
-        made.append(batch_codec.encode(Batch(signal, value, len(payload))))
+        made.append(batch_codec.encode(Batch(signal, value, len(payload), payload if wire else None)))
         spent["queue row"] += time.process_time() - t
         t = time.process_time()
         made.append(encode_request(signal, value, DATA_STREAM))
@@ -145,14 +152,14 @@ def main() -> None:
     tune_allocator()  # as the service does at start (collector/core/malloc_tuning.py)
     print(f"{'path':<14} {'stage':<11} {'us/rec min':>10} {'median':>8}")
     for name in args.only.split(","):
-        make, signal, stages = PATHS[name]
+        make, signal, stages, wire = PATHS[name]
         payloads = make()
         # The collector as the service runs it (collector/core/gc_tuning.py): what exists now frozen
         # (the last path's payloads unfrozen and collected first), a young collection every
         # YOUNG_THRESHOLD allocations. At CPython's default of 700 the collections took about 7 % of
         # this script's samples (py-spy --native), which the service never pays.
         tune_for_streaming()
-        rounds = [one_round(payloads, signal, stages) for _ in range(args.rounds)]
+        rounds = [one_round(payloads, signal, stages, wire) for _ in range(args.rounds)]
         records = rounds[0][1]
         for stage in rounds[0][0]:
             times = [spent[stage] / records * 1e6 for spent, _ in rounds]
