@@ -218,7 +218,7 @@ class DurableQueue(MemoryQueue):
         its bytes are at hand, while encoding the records into a row costs about 1 us a span, about
         a twentieth of a span's way into Elasticsearch. Read back (a backlog beyond ``memory_bytes``,
         a restart) it is parsed again, about 2.5 us a span more than a row (bench/RESULTS.md,
-        "Received OTLP requests stored as they came")."""
+        "Received OTLP requests stored as they came, and two workers again")."""
         payload = batch_codec.encode(batch) if wire is None else batch_codec.encode_wire(batch, wire)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.inserts.append((payload, len(batch), batch.size_bytes, done))

@@ -84,7 +84,8 @@ class MemoryQueue:
 
     def _held(self, batch: Batch) -> Batch:
         """The batch as the queue holds it: with its received request only for an exporter that
-        sends it (``keep_wire``), so that no other holds those bytes twice."""
+        sends it (``keep_wire``); any other would hold the request's bytes beside the records for
+        nothing."""
         if batch.wire is None or self.keep_wire:
             return batch
         return Batch(batch.signal, batch.items, batch.size_bytes)
