@@ -185,6 +185,79 @@ async def test_sigterm_with_backend_down_keeps_the_rest_on_disk(tmp_path: Path) 
             await again.stop()
 
 
+async def test_spans_queued_with_the_backend_down_are_delivered_after_a_restart(tmp_path: Path) -> None:
+    """Spans from the OpenTelemetry SDK into Elasticsearch, which is down: the durable queue stores
+    each request as it came (the exporter holds only its spans), the stop leaves them on disk, and
+    the next start reads them back and indexes every span once, its attributes as sent."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    async with ElasticsearchDouble() as es:
+        otlp_http = free_port()
+        config = tmp_path / "burnline.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "receivers": {"otlp": {"http": {"endpoint": f"127.0.0.1:{otlp_http}"}, "grpc": None}},
+                    "exporters": {
+                        "elasticsearch": {"endpoints": [es.url], "retry": {"initial_interval": "100ms"}}
+                    },
+                    "service": {
+                        "data_dir": str(tmp_path / "data"),
+                        "admin": {"endpoint": "${BURNLINE_ADMIN_ENDPOINT}"},
+                        "shutdown_grace_period": "1s",
+                        "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["elasticsearch"]}},
+                    },
+                }
+            )
+        )
+        await es.stop()
+        proc = BurnlineProcess(config, tmp_path)
+        await proc.start()
+
+        def send_spans() -> list[str]:
+            provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+            exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{otlp_http}/v1/traces", timeout=10)
+            provider.add_span_processor(SimpleSpanProcessor(exporter))  # one request a span, acknowledged
+            tracer = provider.get_tracer("restart")
+            ids = []
+            for i in range(20):
+                with tracer.start_as_current_span(f"GET /items/{i}") as span:
+                    span.set_attribute("http.response.status_code", 200 + i)
+                    span.set_attribute("ok", i % 2 == 0)
+                    ids.append(f"{span.get_span_context().span_id:016x}")
+            provider.shutdown()
+            return ids
+
+        try:
+            span_ids = await asyncio.to_thread(send_spans)
+            await proc.signal(signal.SIGTERM)
+            assert await proc.wait() == 0, proc.log()
+            assert "stay queued on disk for the next start" in proc.log()
+        finally:
+            await proc.stop()
+        await es.start()
+        again = BurnlineProcess(config, tmp_path)
+        await again.start()
+        try:
+            for _ in range(200):
+                if es.count("traces-*") >= len(span_ids):
+                    break
+                await asyncio.sleep(0.05)
+            documents = es.documents("traces-*")
+            assert sorted(doc["span"]["id"] for doc in documents) == sorted(span_ids)
+            by_name = {doc["span"]["name"]: doc for doc in documents}
+            assert by_name["GET /items/3"]["http"]["response"]["status_code"] == 203
+            assert (by_name["GET /items/4"]["ok"], by_name["GET /items/3"]["ok"]) == (True, False)
+            assert by_name["GET /items/4"]["service"]["name"] == "checkout"
+        finally:
+            await again.signal(signal.SIGTERM)
+            assert await again.wait() == 0
+            await again.stop()
+
+
 async def test_sigkill_mid_load_loses_nothing_acknowledged_and_duplicates_nothing(tmp_path: Path) -> None:
     async with ElasticsearchDouble() as es:
         port = free_port()
