@@ -61,6 +61,30 @@ def messages_in(es: ElasticsearchDouble) -> Counter[str]:
     return Counter(doc["message"] for doc in es.documents("logs-*"))
 
 
+async def restart_with_the_backend_up(
+    proc: BurnlineProcess, es: ElasticsearchDouble, config: Path, tmp_path: Path
+) -> BurnlineProcess:
+    """Stops burnline while its backend is down (what it queued stays on disk), starts the backend,
+    and starts burnline again on the same data directory."""
+    try:
+        await proc.signal(signal.SIGTERM)
+        assert await proc.wait() == 0, proc.log()
+        assert "stay queued on disk for the next start" in proc.log()
+    finally:
+        await proc.stop()
+    await es.start()
+    again = BurnlineProcess(config, tmp_path)
+    await again.start()
+    return again
+
+
+async def wait_for_documents(es: ElasticsearchDouble, pattern: str, count: int) -> None:
+    for _ in range(200):
+        if es.count(pattern) >= count:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_quick_start_default_config_then_burnline_logs(tmp_path: Path) -> None:
     """The README: `burnline run` on the built-in default, fluent-logger sends, `burnline logs` shows."""
     forward_port, http_port = free_port(), free_port()
@@ -165,19 +189,12 @@ async def test_sigterm_with_backend_down_keeps_the_rest_on_disk(tmp_path: Path) 
         try:
             acked = await send_acked(port, [f"m{i}" for i in range(100)])
             assert len(acked) == 100
-            await proc.signal(signal.SIGTERM)
-            assert await proc.wait() == 0, proc.log()
-            assert "stay queued on disk for the next start" in proc.log()
-        finally:
+        except BaseException:
             await proc.stop()
-        await es.start()
-        again = BurnlineProcess(config, tmp_path)
-        await again.start()
+            raise
+        again = await restart_with_the_backend_up(proc, es, config, tmp_path)
         try:
-            for _ in range(200):
-                if es.count("logs-*") >= 100:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_documents(es, "logs-*", 100)
             assert messages_in(es) == Counter(acked)
         finally:
             await again.signal(signal.SIGTERM)
@@ -233,19 +250,12 @@ async def test_spans_queued_with_the_backend_down_are_delivered_after_a_restart(
 
         try:
             span_ids = await asyncio.to_thread(send_spans)
-            await proc.signal(signal.SIGTERM)
-            assert await proc.wait() == 0, proc.log()
-            assert "stay queued on disk for the next start" in proc.log()
-        finally:
+        except BaseException:
             await proc.stop()
-        await es.start()
-        again = BurnlineProcess(config, tmp_path)
-        await again.start()
+            raise
+        again = await restart_with_the_backend_up(proc, es, config, tmp_path)
         try:
-            for _ in range(200):
-                if es.count("traces-*") >= len(span_ids):
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_documents(es, "traces-*", len(span_ids))
             documents = es.documents("traces-*")
             assert sorted(doc["span"]["id"] for doc in documents) == sorted(span_ids)
             by_name = {doc["span"]["name"]: doc for doc in documents}
