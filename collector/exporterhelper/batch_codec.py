@@ -91,14 +91,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 def encode(batch: Batch) -> bytes:
     if batch.wire is not None:
-        return encode_wire(batch, batch.wire)
+        return _pack_by_ormsgpack([WIRE_FORMAT, batch.signal.value, batch.size_bytes, batch.wire])
     return _pack(_document(batch))
-
-
-def encode_wire(batch: Batch, wire: bytes) -> bytes:
-    """The batch stored as ``wire``, the OTLP request its items were read from (``Batch.wire``,
-    which a queue may have dropped from the batch it holds)."""
-    return _pack_by_ormsgpack([WIRE_FORMAT, batch.signal.value, batch.size_bytes, wire])
 
 
 def _document(batch: Batch) -> list[Any]:

@@ -210,20 +210,21 @@ class DurableQueue(MemoryQueue):
 
     # -- storing (group commit) ---------------------------------------------------------------------
 
-    async def _store(self, batch: Batch, wire: bytes | None) -> tuple[int, int]:
-        """Commits the batch; returns its row's seq and the memory it takes (``held_size``).
+    async def _store(self, batch: Batch) -> tuple[int, int]:
+        """Commits the batch; returns its row's seq and the memory it takes held (``held_size`` of
+        ``_held(batch)``).
 
-        A batch received as an OTLP request (``wire``) is stored as that request, whichever
+        A batch received as an OTLP request (``Batch.wire``) is stored as that request, whichever
         exporter the queue feeds, as the OpenTelemetry Collector's persistent queue stores OTLP:
         its bytes are at hand, while encoding the records into a row costs about 1 us a span, about
         a twentieth of a span's way into Elasticsearch. Read back (a backlog beyond ``memory_bytes``,
         a restart) it is parsed again, about 2.5 us a span more than a row (bench/RESULTS.md,
         "Received OTLP requests stored as they came, and two workers again")."""
-        payload = batch_codec.encode(batch) if wire is None else batch_codec.encode_wire(batch, wire)
+        payload = batch_codec.encode(batch)
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.inserts.append((payload, len(batch), batch.size_bytes, done))
         self._kick()
-        return await done, held_size(batch, len(payload))
+        return await done, held_size(self._held(batch), len(payload))
 
     def _kick(self) -> None:
         if self._writer is None or self._writer.done():

@@ -12,7 +12,6 @@ hooks.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -62,7 +61,7 @@ class MemoryQueue:
         self._changed = asyncio.Condition()
         self._closed = False
         # Hold a batch's received request (Batch.wire): only for an exporter that sends it (a
-        # durable queue stores it for every exporter, see _store).
+        # durable queue stores it for every exporter, see DurableQueue._store).
         self.keep_wire = False
         telemetry.queue_capacity_bytes.labels(component_id).set(config.max_bytes)
         telemetry.queue_capacity_records.labels(component_id).set(config.max_records)
@@ -77,9 +76,9 @@ class MemoryQueue:
 
     # -- hooks for a queue with storage behind it ------------------------------------------------
 
-    async def _store(self, batch: Batch, wire: builtins.bytes | None) -> Any:  # (`bytes`: a property here)
-        """Makes the batch safe (a durable queue writes it: as ``wire``, the OTLP request it was
-        received in, when it has one); returns a handle for ``_admit``."""
+    async def _store(self, batch: Batch) -> Any:
+        """Makes the batch safe (a durable queue writes it as it was received, with its OTLP request
+        when it has one, see ``_held``); returns a handle for ``_admit``."""
         return None
 
     def _held(self, batch: Batch) -> Batch:
@@ -130,7 +129,7 @@ class MemoryQueue:
         """Queues the batch, or raises Refused when there is no room in time (policy ``block``)."""
         if self._closed:
             raise Refused("shutting down", retry_after=5.0)
-        wire, batch = batch.wire, self._held(batch)
+        received, batch = batch, self._held(batch)
         async with self._changed:
             if not self._fits(batch):
                 if self.config.full_policy == "drop_newest":
@@ -147,7 +146,7 @@ class MemoryQueue:
                         continue
             self._account(len(batch), batch.size_bytes)  # reserve the room while storing
         try:
-            handle = await self._store(batch, wire)
+            handle = await self._store(received)
         except BaseException:
             async with self._changed:
                 self._account(-len(batch), -batch.size_bytes)
