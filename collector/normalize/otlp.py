@@ -30,7 +30,7 @@ import base64
 import functools
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 import orjson
 from google.protobuf import json_format
@@ -373,22 +373,29 @@ def metrics_from_proto(
 # ---------------------------------------------------------------------------------------------
 # Any signal.
 
-# Each signal's OTLP export request and what the data model makes of it.
-REQUESTS: dict[Signal, tuple[type[Message], Callable[[Any, Rejections], list[Any]]]] = {
-    Signal.TRACES: (ExportTraceServiceRequest, spans_from_proto),
-    Signal.LOGS: (ExportLogsServiceRequest, logs_from_proto),
-    Signal.METRICS: (ExportMetricsServiceRequest, metrics_from_proto),
-}
-# The class binary protobuf requests are parsed as: for traces and logs, the twin that keeps each
-# record's attributes serialized (otlp_raw_attributes.py), read without upb's per-attribute objects.
-BINARY_REQUESTS: dict[Signal, type[Message]] = {
-    Signal.TRACES: RawExportTraceServiceRequest,
-    Signal.LOGS: RawExportLogsServiceRequest,
-    Signal.METRICS: ExportMetricsServiceRequest,
+
+class RequestClasses(NamedTuple):
+    """A signal's OTLP export request: the class OTLP/JSON is parsed into, the class binary protobuf
+    is parsed as (the same bytes; for traces and logs the twin that keeps each record's attributes
+    serialized, otlp_raw_attributes.py, read without upb's per-attribute objects), and what the data
+    model makes of either."""
+
+    json: type[Message]
+    binary: type[Message]
+    decode: Callable[[Any, Rejections], list[Any]]
+
+
+REQUESTS: dict[Signal, RequestClasses] = {
+    Signal.TRACES: RequestClasses(ExportTraceServiceRequest, RawExportTraceServiceRequest, spans_from_proto),
+    Signal.LOGS: RequestClasses(ExportLogsServiceRequest, RawExportLogsServiceRequest, logs_from_proto),
+    Signal.METRICS: RequestClasses(
+        ExportMetricsServiceRequest, ExportMetricsServiceRequest, metrics_from_proto
+    ),
 }
 
 
 def items_from_request(signal: Signal, body: bytes, rejections: Rejections) -> list[Any]:
     """The items of a serialized OTLP export request of ``signal``; the invalid ones are left out
     and counted in ``rejections``. InvalidRequest when ``body`` is not such a request."""
-    return REQUESTS[signal][1](parse_proto_request(body, BINARY_REQUESTS[signal]), rejections)
+    request = REQUESTS[signal]
+    return request.decode(parse_proto_request(body, request.binary), rejections)

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.core.model import Signal
-from collector.normalize.otlp import BINARY_REQUESTS, REQUESTS
+from collector.normalize.otlp import REQUESTS
 from collector.normalize.otlp_values import Rejections
 
 PROTOBUF = "application/x-protobuf"
@@ -79,8 +79,8 @@ def _service(module: Any, name: str) -> str:
 
 
 def _kind(signal: Signal, respond: Callable[[int, str], Message], items: str, service: str) -> Kind:
-    request_class, decode = REQUESTS[signal]  # the request and its items, as the durable queue reads them
-    return Kind(signal, request_class, BINARY_REQUESTS[signal], respond, decode, items, service)
+    request = REQUESTS[signal]  # the request and its items, as the durable queue reads them
+    return Kind(signal, request.json, request.binary, respond, request.decode, items, service)
 
 
 KINDS = {
